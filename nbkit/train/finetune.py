@@ -1,0 +1,79 @@
+"""`finetune`: the Python twin of the `%%finetune` magic and of `nbkit finetune CONFIG.yaml`.
+
+It validates one `FinetuneConfig`, loads the data and the model with the foundation's loaders (so the
+label names reach the model's config), and hands everything to `fit`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..config import FinetuneConfig, TrainConfig, build_config
+
+_TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
+
+
+def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> FinetuneConfig:
+    """The validated config for `finetune(**options)`: the one validator the magic and CLI share."""
+    return build_config(FinetuneConfig, config, **options)
+
+
+def prepare(cfg: FinetuneConfig):
+    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer)."""
+    from ..data import label_names, load_data
+    from ..models import load_model
+
+    is_lm = cfg.task in ("causal-lm", "masked-lm")
+    label = None if is_lm else cfg.label
+    data = load_data(cfg.data, text=cfg.text, label=label, text_pair=cfg.text_pair,
+                     eval_split=cfg.eval_split, seed=cfg.seed)
+    names = label_names(data)
+    if isinstance(cfg.model, tuple):  # (model, tokenizer) as returned by load_model / %nbkit_load
+        model, tokenizer = cfg.model
+    elif isinstance(cfg.model, str):
+        kwargs = {"labels": names} if names and cfg.task == "sequence-classification" else {}
+        model, tokenizer = load_model(cfg.model, cfg.task, **kwargs)
+    else:
+        raise TypeError(
+            "model must be a name ('minilm', a hub id, a folder) or a (model, tokenizer) pair from "
+            f"nbkit.load_model, not {type(cfg.model).__name__}"
+        )
+    return data, model, tokenizer
+
+
+def finetune(model: Any = "minilm", data: Any = "sentiment", *, config: dict[str, Any] | None = None,
+             callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
+             background: bool = False, progress: bool = True, **options: Any):
+    """Fine-tune `model` on `data` and return the `Run`.
+
+    `model`: "minilm" (bundled weights), a hub id or a local folder, or a `(model, tokenizer)` pair.
+    `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled), a DataFrame or a Dataset.
+    Other options are the keys of `nbkit.config.FinetuneConfig` (`nbkit.config.config_help()` lists
+    them); `config=` takes the same keys as a dict (a parsed YAML file). `resume_from=run_dir`
+    continues an interrupted run with the config stored in that directory.
+    """
+    from .loop import fit
+
+    if resume_from is not None:
+        import yaml
+
+        stored = yaml.safe_load((Path(resume_from) / "config.yaml").read_text()) or {}
+        config = {k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__}
+        options = {}
+        model, data = config.pop("model", model), config.pop("data", data)
+    cfg = resolve_config(config, model=model, data=data, **options)
+    ds, net, tokenizer = prepare(cfg)
+    extra = {k: getattr(cfg, k) for k in FinetuneConfig.__dataclass_fields__ if k not in _TRAIN_KEYS}
+    for key in ("model", "data"):
+        if not isinstance(extra[key], str):  # an object from the notebook: record what it was
+            extra[key] = f"<{type(extra[key]).__name__}>"
+    train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
+    if train_opts["name"] is None and isinstance(cfg.model, str):
+        train_opts["name"] = Path(cfg.model).name or cfg.model
+    return fit(net, ds["train"], ds["eval"] if "eval" in ds else None,
+               test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
+               callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
+               config_extra=extra, **train_opts)

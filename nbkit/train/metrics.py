@@ -1,0 +1,72 @@
+"""Evaluation metrics as plain functions of predictions and labels (numpy), plus the registry that
+maps the names users write (`metrics: [accuracy, f1]`) to them. A user callable
+`fn(predictions, labels) -> float | dict` works wherever a name does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..config import METRICS, ConfigError
+
+
+def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    mask = labels != -100
+    return float((preds[mask] == labels[mask]).mean()) if mask.any() else float("nan")
+
+
+def f1_macro(preds: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
+    mask = labels != -100
+    p, y = preds[mask], labels[mask]
+    scores = []
+    for c in np.union1d(np.unique(p), np.unique(y)):
+        tp = np.sum((p == c) & (y == c))
+        fp = np.sum((p == c) & (y != c))
+        fn = np.sum((p != c) & (y == c))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def perplexity(eval_loss: float) -> float:
+    return math.exp(eval_loss) if eval_loss < 700 else float("inf")
+
+
+def resolve_metrics(metrics: Sequence[Any]) -> list[tuple[str, Any]]:
+    """Check metric names before training starts; callables pass through under their own name."""
+    out = []
+    for m in metrics:
+        if callable(m):
+            out.append((getattr(m, "__name__", "metric"), m))
+        elif m in METRICS:
+            out.append((m, m))
+        else:
+            close = difflib.get_close_matches(str(m), METRICS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown metric {m!r}{hint}; valid: {', '.join(METRICS)}, or a callable")
+    return out
+
+
+def compute_metrics(specs: list[tuple[str, Any]], preds: np.ndarray | None, labels: np.ndarray | None,
+                    eval_loss: float, prefix: str = "eval_") -> dict[str, float]:
+    out = {f"{prefix}loss": eval_loss}
+    builtin: dict[str, Callable[..., float]] = {"accuracy": accuracy, "f1": f1_macro}
+    for name, fn in specs:
+        if fn == "perplexity":
+            out[f"{prefix}perplexity"] = perplexity(eval_loss)
+        elif preds is None or labels is None:
+            continue  # no labels in the eval data: only loss-based metrics apply
+        elif isinstance(fn, str):
+            out[f"{prefix}{name}"] = builtin[fn](preds, labels)
+        else:
+            value = fn(preds, labels)
+            if isinstance(value, dict):
+                out.update({f"{prefix}{k}": float(v) for k, v in value.items()})
+            else:
+                out[f"{prefix}{name}"] = float(value)
+    return out
