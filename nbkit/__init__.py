@@ -1,2 +1,52 @@
-"""nbkit: notebook toolkit for PyTorch + Hugging Face."""
+"""nbkit: a notebook toolkit for PyTorch + Hugging Face.
+
+`%load_ext nbkit` registers the magics; every magic has a Python twin here. Importing nbkit is
+cheap: torch and transformers load only when a function that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first use, see __getattr__)
+_EXPORTS = {
+    "load_model": "nbkit.models",
+    "model_summary": "nbkit.models",
+    "ModelSummary": "nbkit.models",
+    "load_data": "nbkit.data",
+    "sample_data": "nbkit.data",
+    "fit": "nbkit.train",
+    "finetune": "nbkit.train",
+    "Run": "nbkit.train",
+}
+
+__all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext nbkit`: register the magics (imports neither torch nor transformers)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

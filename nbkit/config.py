@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,8 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
         if default is None or key in ("model", "data"):
             return value if default is None else _fail(key, value, meta)
         _fail(key, value, meta)
+    if kind is str and isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if kind is float and isinstance(value, str):
         # YAML 1.1 reads `5e-5` (no dot) as a string; accept it as the number the user meant.
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import importlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -77,8 +78,6 @@ def resolve_model_name(name: str | os.PathLike[str]) -> str:
     alias = ALIASES.get(text.strip().lower())
     if alias is None:
         return text
-    import importlib
-
     try:
         package = importlib.import_module(alias)
     except ImportError:
@@ -120,7 +119,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch
     if isinstance(dtype, torch.dtype):
         if not dtype.is_floating_point:
             raise ModelError(
-                f"dtype {dtype} is not a floating point type; use float32, bfloat16 or float16."
+                f"dtype {dtype} is not floating point; use float32, bfloat16 or float16."
             )
         return dtype
     key = str(dtype).strip().lower().removeprefix("torch.")
@@ -184,9 +183,7 @@ def _check_local(name: str, shown: str) -> None:
                 "Point to the folder that model.save_pretrained() wrote (config.json + weights)."
             )
     elif os.path.exists(path):
-        raise ModelError(
-            f"{shown!r} is a file; load_model needs the model folder that contains it."
-        )
+        raise ModelError(f"{shown!r} is a file; load_model needs the model folder around it.")
     elif _looks_like_path(name):
         raise ModelError(f"No such folder: {shown!r}.\n{_ALTERNATIVES}")
 
@@ -207,12 +204,8 @@ def _hub_error(shown: str, err: Exception) -> ModelError:
             f"(check the spelling; private models need `hf auth login`).\n{_ALTERNATIVES}"
         )
     if "Repo id must" in text:
-        return ModelError(
-            f"{shown!r} is neither an existing folder nor a valid Hub id.\n{_ALTERNATIVES}"
-        )
-    return ModelError(
-        f"Cannot load {shown!r}: {text.splitlines()[0] if text else type(err).__name__}"
-    )
+        return ModelError(f"{shown!r} is neither an existing folder nor a Hub id.\n{_ALTERNATIVES}")
+    return ModelError(f"Cannot load {shown!r}: {(text or type(err).__name__).splitlines()[0]}")
 
 
 def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[str] | None) -> None:
@@ -227,9 +220,7 @@ def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[s
         if len(set(labels)) != len(labels) or not labels:
             raise ModelError(f"labels must be a non-empty list of distinct names, got {labels!r}.")
         if num_labels is not None and num_labels != len(labels):
-            raise ModelError(
-                f"num_labels={num_labels} but {len(labels)} labels were given: {labels!r}."
-            )
+            raise ModelError(f"num_labels={num_labels} but {len(labels)} labels given: {labels!r}.")
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
@@ -398,7 +389,7 @@ def human_count(n: int) -> str:
 
 
 def human_bytes(n: int) -> str:
-    """Binary units (1 KB = 1024 B), as torch and nvidia-smi report memory: 90_855_944 -> "86.6 MB"."""
+    """Binary units (1 KB = 1024 B), as torch and nvidia-smi report memory: 90_852_864 -> "86.6 MB"."""
     if abs(n) < 1024:
         return f"{n} B"
     units = ["KB", "MB", "GB", "TB"]
@@ -429,9 +420,9 @@ def model_summary(model: Any) -> ModelSummary:
     params = list(model.parameters())
     total = sum(p.numel() for p in params)
     config = getattr(model, "config", None)
+    name = getattr(config, "name_or_path", "") or type(model).__name__
     if config is not None and callable(getattr(config, "get_text_config", None)):
         config = config.get_text_config()  # multimodal configs keep the text shapes in a sub-config
-    name = getattr(config, "name_or_path", "") or type(model).__name__
     return ModelSummary(
         name=str(name),
         architecture=type(model).__name__,

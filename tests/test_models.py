@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nbkit import models
+from nbkit import testing as nbt
 from nbkit.models import (
     ModelError,
     ModelSummary,
@@ -23,15 +24,6 @@ from nbkit.models import (
     resolve_dtype,
     resolve_model_name,
 )
-from nbkit.testing import (
-    WORDS,
-    random_texts,
-    save_tiny_model,
-    tiny_bert,
-    tiny_gpt2,
-    tiny_t5,
-    tiny_tokenizer,
-)
 
 NOT_CACHED = "nbkit-test/definitely-not-a-cached-model"
 
@@ -41,10 +33,11 @@ def no_network(monkeypatch):
     """Record (and refuse) every socket connection, so a test can assert none was attempted."""
     attempts: list[object] = []
 
-    def refuse(self, address):
-        attempts.append(address)
+    def refuse(*args, **kwargs):
+        attempts.append(args)
         raise OSError("network disabled in tests")
 
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)  # DNS comes first; refuse it too
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     return attempts
@@ -52,12 +45,12 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), kind="gpt2")
+    return nbt.save_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), kind="gpt2")
 
 
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-t5"), kind="t5")
+    return nbt.save_tiny_model(tmp_path_factory.mktemp("tiny-t5"), kind="t5")
 
 
 # ------------------------------------------------------------------------------------------ load_model
@@ -93,7 +86,7 @@ def test_load_model_seq2seq_and_gpt2(t5_dir, gpt2_dir):
 
 
 def test_load_model_round_trips_the_saved_weights(tiny_bert_dir):
-    saved, _ = tiny_bert()  # save_tiny_model used the same builder and seed
+    saved, _ = nbt.tiny_bert()  # save_tiny_model used the same builder and seed
     loaded, _ = load_model(tiny_bert_dir)
     assert same_weights(saved, loaded)
 
@@ -214,7 +207,7 @@ def test_missing_local_path(tmp_path, no_network):
 def test_causal_lm_without_pad_token_gets_eos(tmp_path):
     from transformers import AutoTokenizer
 
-    folder = save_tiny_model(tmp_path / "gpt2", kind="gpt2")
+    folder = nbt.save_tiny_model(tmp_path / "gpt2", kind="gpt2")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.pad_token = None
     tokenizer.save_pretrained(folder)
@@ -223,6 +216,16 @@ def test_causal_lm_without_pad_token_gets_eos(tmp_path):
     batch = tokenizer(["the cat", "the cat sat on the mat"], padding=True, return_tensors="pt")
     assert batch["input_ids"].shape == (2, 8)
     assert batch["input_ids"][0, -1].item() == tokenizer.eos_token_id
+
+
+def test_attn_implementation_is_passed_through(tiny_bert_dir):
+    # sdpa (the transformers 5 default) returns no attention weights; attention views need eager.
+    eager, _ = load_model(tiny_bert_dir, attn_implementation="eager")
+    default, _ = load_model(tiny_bert_dir)
+    assert (eager.config._attn_implementation, default.config._attn_implementation) == (
+        "eager",
+        "sdpa",
+    )
 
 
 # ------------------------------------------------------------------------------------- device / dtype
@@ -273,7 +276,7 @@ def test_resolve_dtype(value, expected):
 def test_bad_dtype_and_device():
     with pytest.raises(ModelError, match="Did you mean 'bf16'"):
         resolve_dtype("bf61", "cpu")
-    with pytest.raises(ModelError, match="not a floating point"):
+    with pytest.raises(ModelError, match="not floating point"):
         resolve_dtype(torch.int8, "cpu")
     with pytest.raises(ModelError, match="Unknown device 'gpu0'"):
         load_model("minilm", device="gpu0")
@@ -315,7 +318,7 @@ def test_summary_does_not_double_count_tied_weights():
     net[1].weight = net[0].weight  # tie, as LM heads do
     assert model_summary(net).total_params == 800
 
-    model, _ = tiny_gpt2()
+    model, _ = nbt.tiny_gpt2()
     assert model.lm_head.weight is model.transformer.wte.weight
     every = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
     assert model_summary(model).total_params == every - model.lm_head.weight.numel()
@@ -394,7 +397,7 @@ def same_weights(a, b) -> bool:
 
 
 def test_tiny_builders_are_deterministic_and_small():
-    for build in (tiny_bert, tiny_gpt2, tiny_t5):
+    for build in (nbt.tiny_bert, nbt.tiny_gpt2, nbt.tiny_t5):
         (a, _), (b, _), (c, _) = build(), build(), build(seed=1)
         assert same_weights(a, b)
         assert not same_weights(a, c)
@@ -405,12 +408,12 @@ def test_builders_do_not_disturb_the_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    tiny_bert()
+    nbt.tiny_bert()
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_tiny_tokenizer_vocabulary():
-    tok = tiny_tokenizer(["Zebra", "quokka"])
+    tok = nbt.tiny_tokenizer(["Zebra", "quokka"])
     assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == [
         "[PAD]",
         "[UNK]",
@@ -420,8 +423,8 @@ def test_tiny_tokenizer_vocabulary():
     ]
     ids = tok("Zebra QUOKKA xyzzy")["input_ids"]
     assert tok.convert_ids_to_tokens(ids) == ["[CLS]", "zebra", "quokka", "[UNK]", "[SEP]"]
-    assert len(tiny_tokenizer()) == len(tok) - 2
-    assert 300 <= len(WORDS) <= 1000
+    assert len(nbt.tiny_tokenizer()) == len(tok) - 2
+    assert 300 <= len(nbt.WORDS) <= 1000
 
 
 def test_tiny_gpt2_and_t5_generate(tiny_gpt2, tiny_t5):
@@ -445,17 +448,17 @@ def test_tiny_bert_trains_one_step(tiny_bert):
 
 def test_unsupported_builder_task():
     with pytest.raises(ModelError, match="tiny_t5 builds tasks"):
-        tiny_t5(task="masked-lm")
+        nbt.tiny_t5(task="masked-lm")
     with pytest.raises(ModelError, match="Did you mean 'gpt2'"):
-        save_tiny_model("unused", kind="gtp2")
+        nbt.save_tiny_model("unused", kind="gtp2")
 
 
 def test_random_texts():
-    texts = random_texts(50, seed=3, min_words=4, max_words=9)
-    assert texts == random_texts(50, seed=3, min_words=4, max_words=9)
-    assert texts != random_texts(50, seed=4, min_words=4, max_words=9)
+    texts = nbt.random_texts(50, seed=3, min_words=4, max_words=9)
+    assert texts == nbt.random_texts(50, seed=3, min_words=4, max_words=9)
+    assert texts != nbt.random_texts(50, seed=4, min_words=4, max_words=9)
     assert all(4 <= len(t.split()) <= 9 and t.endswith(".") for t in texts)
-    tok = tiny_tokenizer()
+    tok = nbt.tiny_tokenizer()
     assert tok.unk_token_id not in tok(texts[0])["input_ids"]  # every word is in the vocabulary
 
 

@@ -204,4 +204,7 @@ def make_loader(data: Any, *, tokenizer: Any, collate_fn: Any, batch_size: int, 
     if n == 0:
         raise DataError("the data set is empty: pass at least one example")
     order = BatchOrder(n, batch_size, shuffle=shuffle, seed=seed, lengths=lengths if shuffle else None)
-    return DataLoader(data, batch_sampler=order, collate_fn=collate_fn), order
+    # Its own generator: otherwise each epoch's iterator draws a seed from the global RNG, and a run
+    # resumed mid-epoch would see different dropout masks than an uninterrupted one.
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_sampler=order, collate_fn=collate_fn, generator=gen), order

@@ -57,6 +57,8 @@ def save_weights(model: torch.nn.Module, folder: Path, tokenizer: Any = None) ->
     folder.mkdir(parents=True, exist_ok=True)
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "save_pretrained"):
+        # from_pretrained (and Run.load) picks the class by this; a model built from a config lacks it.
+        config.architectures = [type(model).__name__]
         config.save_pretrained(folder)
         gen = getattr(model, "generation_config", None)
         if gen is not None and getattr(model, "can_generate", lambda: False)():

@@ -251,6 +251,10 @@ class _Loop:
         for epoch in range(start_epoch, self.epochs):
             self.epoch = epoch
             skip = self.consumed if epoch == start_epoch else 0
+            if hasattr(train_loader, "set_epoch"):
+                # accelerate's loader counts its own iterations and pushes that count into the batch
+                # sampler on every pass; after a resume that count is wrong, so set it explicitly.
+                train_loader.set_epoch(epoch)
             if self.order is not None:
                 self.order.set_epoch(epoch)
                 self.order.skip = skip

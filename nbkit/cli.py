@@ -1,0 +1,93 @@
+"""`nbkit` on the command line: the same config as `%%finetune` and `nbkit.finetune`, headless.
+
+    nbkit finetune CONFIG.yaml [--set key=value ...] [--run-dir DIR] [--dry-run]
+    nbkit report RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"nbkit: --set expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value) if value else None
+    return out
+
+
+def _finetune(args) -> int:
+    import yaml
+
+    from .config import ConfigError
+    from .train.finetune import finetune, resolve_config
+
+    try:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+    except FileNotFoundError:
+        raise SystemExit(f"nbkit: config file {args.config} not found") from None
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"nbkit: {args.config} is not valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"nbkit: {args.config} must be a mapping of config keys, e.g. 'model: minilm'")
+    config.update(_parse_sets(args.set))
+    if args.run_dir:
+        config["run_dir"] = args.run_dir
+    try:
+        cfg = resolve_config(config)
+        if args.dry_run:
+            print(yaml.safe_dump(cfg.__dict__, sort_keys=False), end="")
+            return 0
+        run = finetune(config=config, progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"nbkit: {exc}") from None
+    from .report import write_report
+
+    report = write_report(run)
+    metrics = run.metrics
+    print(f"status: {run.status}")
+    for key in sorted(metrics):
+        print(f"{key}: {metrics[key]:.4f}")
+    print(f"run directory: {run.run_dir}")
+    print(f"report: {report}")
+    return 0 if run.status == "finished" else 1
+
+
+def _report(args) -> int:
+    from .report import write_report
+    from .train.run import Run
+
+    print(write_report(Run.load(args.run_dir)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import config_help
+
+    parser = argparse.ArgumentParser(prog="nbkit", description="nbkit: fine-tune and inspect models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ft = sub.add_parser("finetune", help="fine-tune from a YAML config",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="config keys:\n" + config_help())
+    ft.add_argument("config", help="YAML file with config keys (see below)")
+    ft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    ft.add_argument("--run-dir", help="write the run here (default ./nbkit-runs/<name>-<time>)")
+    ft.add_argument("--dry-run", action="store_true", help="validate and print the resolved config")
+    ft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ft.set_defaults(func=_finetune)
+    rp = sub.add_parser("report", help="write report.html for a run directory")
+    rp.add_argument("run_dir")
+    rp.set_defaults(func=_report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Plotly figures built from plain data (a run's history DataFrame, several runs' histories).
+
+No widgets and no IPython here: the live dashboard, `Run.report()` and `nbkit.compare` all draw with
+these functions, so a chart looks the same live, in a saved notebook and in `report.html`.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+LOSS_COLOR = "#1f77b4"
+EVAL_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+
+
+def ema(values: pd.Series, alpha: float = 0.1) -> pd.Series:
+    """Exponential moving average with bias correction, so the first points are not pulled to 0."""
+    return values.ewm(alpha=alpha, adjust=True).mean()
+
+
+def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float = 0.1,
+                    log_y: bool = False, show_lr: bool = False, epoch_steps: list[int] | None = None) -> go.Figure:
+    """Training loss (raw, faint; smoothed, solid) per step; eval metrics per evaluation on a
+    second axis; optional learning rate; epoch boundaries as dotted lines."""
+    fig = go.Figure()
+    steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
+    if len(steps):
+        fig.add_trace(go.Scattergl(x=steps["step"], y=steps["loss"], mode="lines", name="train loss",
+                                   line={"color": LOSS_COLOR, "width": 1}, opacity=0.3))
+        fig.add_trace(go.Scattergl(x=steps["step"], y=ema(steps["loss"], smoothing), mode="lines",
+                                   name="train loss (smoothed)", line={"color": LOSS_COLOR, "width": 2}))
+    evals = [c for c in history.columns if c.startswith("eval_")]
+    for i, col in enumerate(evals):
+        pts = history[history[col].notna()]
+        on_loss_axis = col.endswith("loss")
+        fig.add_trace(go.Scatter(x=pts["step"], y=pts[col], mode="lines+markers", name=col,
+                                 line={"color": EVAL_COLORS[i % len(EVAL_COLORS)]},
+                                 yaxis="y" if on_loss_axis else "y2"))
+    if show_lr and "lr" in history:
+        fig.add_trace(go.Scatter(x=steps["step"], y=steps["lr"], mode="lines", name="learning rate",
+                                 line={"color": "#7f7f7f", "dash": "dot"}, yaxis="y3"))
+    for s in epoch_steps or []:
+        fig.add_vline(x=s, line={"color": "#bbbbbb", "dash": "dot", "width": 1})
+    layout: dict[str, Any] = {
+        "title": {"text": html.escape(title)} if title else None,
+        "xaxis": {"title": {"text": "step"}},
+        "yaxis": {"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
+        "yaxis2": {"title": {"text": "eval metric"}, "overlaying": "y", "side": "right", "showgrid": False},
+        "legend": {"orientation": "h", "y": -0.2},
+        "margin": {"l": 60, "r": 60, "t": 40 if title else 20, "b": 40},
+        "height": 380,
+        "template": "plotly_white",
+    }
+    if show_lr:
+        layout["yaxis3"] = {"overlaying": "y", "side": "right", "showticklabels": False, "showgrid": False}
+    fig.update_layout(**layout)
+    return fig
+
+
+def compare_figure(histories: dict[str, pd.DataFrame], metric: str = "eval_loss") -> go.Figure:
+    """One line per run for `metric` (a column of the histories, e.g. eval_loss or loss)."""
+    fig = go.Figure()
+    for i, (name, hist) in enumerate(histories.items()):
+        if metric not in hist:
+            continue
+        pts = hist[hist[metric].notna()]
+        y = ema(pts[metric]) if metric == "loss" else pts[metric]
+        fig.add_trace(go.Scatter(x=pts["step"], y=y, mode="lines" if metric == "loss" else "lines+markers",
+                                 name=html.escape(name), line={"color": EVAL_COLORS[i % len(EVAL_COLORS)]}))
+    fig.update_layout(xaxis_title="step", yaxis_title=metric, template="plotly_white", height=380,
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def metrics_table_html(rows: list[dict[str, Any]], max_rows: int = 12) -> str:
+    """A compact HTML table of evaluations (the last `max_rows`); every cell escaped."""
+    if not rows:
+        return "<p><i>no evaluations yet</i></p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = []
+    for r in rows[-max_rows:]:
+        cells = "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols)
+        body.append(f"<tr>{cells}</tr>")
+    return (f"<table class='nbkit-metrics' style='border-collapse:collapse;font-size:12px'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

@@ -1,0 +1,84 @@
+"""List the run directories under a folder (`%nbkit runs` shows this table).
+
+Each run is reopened with `Run.load` (train/run.py), which reads `config.yaml` and `metrics.jsonl`
+without loading any weights. Core layer: no IPython.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ["name", "status", "steps", "best_metric", "best", "started", "age", "path"]
+# A run without a RunEnd is either dead or still training (in another kernel, or in the background):
+# if its log was written this recently, call it running.
+LIVE_SECONDS = 120.0
+
+
+def _best(run: Any) -> tuple[str, float | None]:
+    """The run's `best_metric` (eval_loss by default) and its best value over all evaluations."""
+    from .train.events import EvalEnd
+
+    metric = str(run.config.get("best_metric") or "eval_loss")
+    values = [e.metrics[metric] for e in run.events
+              if isinstance(e, EvalEnd) and isinstance(e.metrics.get(metric), (int, float))
+              and math.isfinite(e.metrics[metric])]
+    if not values:
+        return metric, None
+    lower_is_better = metric.endswith(("loss", "perplexity"))  # the rule EarlyStopping uses too
+    return metric, (min(values) if lower_is_better else max(values))
+
+
+def _row(path: Path, now: float) -> dict[str, Any]:
+    import pandas as pd
+
+    from .train.events import RunStart, StepEnd
+    from .train.run import Run
+
+    try:
+        run = Run.load(path)
+    except Exception as exc:  # a half-written or foreign folder: list it, do not fail the whole table
+        return {"name": path.name, "status": f"unreadable ({type(exc).__name__})", "path": str(path)}
+    steps = [e.step for e in run.events if isinstance(e, StepEnd)]
+    start = next((e.time for e in run.events if isinstance(e, RunStart)), None)
+    if start is None:
+        start = path.stat().st_mtime
+    metric, best = _best(run)
+    status = run.status
+    last = run.events[-1].time if run.events else start
+    if status == "interrupted" and now - last < LIVE_SECONDS:
+        status = "running"
+    return {
+        "name": run.name,
+        "status": status,
+        "steps": max(steps) if steps else 0,
+        "best_metric": metric,
+        "best": best,
+        "started": pd.Timestamp(datetime.fromtimestamp(start)).floor("s"),  # local time
+        "age": pd.Timedelta(seconds=max(0.0, now - start)).floor("s"),
+        "path": str(path),
+    }
+
+
+def list_runs(root: str | Path = "nbkit-runs"):
+    """A DataFrame with one row per run directory under `root`, newest first.
+
+    Columns: name, status (finished, stopped, failed, interrupted, running...), steps (the last
+    optimizer step logged), best_metric and best (its best evaluated value), started (local time),
+    age, path. A run whose log has no end and was written in the last LIVE_SECONDS is "running".
+    A run directory is a folder holding `metrics.jsonl` or `config.yaml`; a missing `root` gives an
+    empty table.
+    """
+    import pandas as pd
+
+    root = Path(root)
+    now = time.time()
+    dirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    runs = [p for p in dirs if (p / "metrics.jsonl").exists() or (p / "config.yaml").exists()]
+    df = pd.DataFrame([_row(p, now) for p in runs], columns=COLUMNS)
+    df["steps"] = df["steps"].astype("Int64")
+    df["best"] = df["best"].astype(float)
+    return df.sort_values("started", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
