@@ -98,8 +98,8 @@ def _describe(meta: dict) -> str:
 def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
     kind = meta["kind"]
     if value is None:
-        if default is None or key in ("model", "data"):
-            return value if default is None else _fail(key, value, meta)
+        if meta.get("nullable"):
+            return None
         _fail(key, value, meta)
     if kind is str and isinstance(value, os.PathLike):
         value = os.fspath(value)
@@ -165,7 +165,8 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
     for key, value in merged.items():
         f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        clean[key] = _coerce(key, value, dict(f.metadata), default)
+        meta = {**f.metadata, "nullable": "None" in str(f.type)}
+        clean[key] = _coerce(key, value, meta, default)
     return cls(**clean)
 
 

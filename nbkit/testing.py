@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbkit.models import ModelError, _did_you_mean, resolve_task
+from nbkit.models import TASKS, ModelError, _did_you_mean, resolve_task
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -102,8 +102,6 @@ def tiny_tokenizer(
 def _build(config: Any, task: str, seed: int, allowed: tuple[str, ...], kind: str) -> Any:
     import torch
     import transformers
-
-    from nbkit.models import TASKS
 
     task = resolve_task(task)
     if task not in allowed:

@@ -7,9 +7,20 @@ import sys
 
 import pytest
 
+# Tiny models gain nothing from two intra-op threads, and on a shared 2-core machine OpenMP's
+# spinning threads make them up to 100x slower whenever anything else runs: one thread it is.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Set before any test module imports huggingface_hub, which reads these once at import time.
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,7 +10,16 @@ import sys
 import pytest
 
 # Core modules: extend this list as modules land (e.g. "nbkit.train", "nbkit.config").
-CORE_MODULES = ["nbkit.models", "nbkit.testing"]
+CORE_MODULES = [
+    "nbkit.models",
+    "nbkit.testing",
+    "nbkit.config",
+    "nbkit.train",
+    "nbkit.train.worker",
+    "nbkit.integrations",
+    "nbkit.runs",
+    "nbkit.devices",
+]
 
 UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly"]
 HEAVY_MODULES = ["torch", "transformers"]

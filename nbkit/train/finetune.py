@@ -73,7 +73,7 @@ def finetune(model: Any = "minilm", data: Any = "sentiment", *, config: dict[str
     train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
     if train_opts["name"] is None and isinstance(cfg.model, str):
         train_opts["name"] = Path(cfg.model).name or cfg.model
-    return fit(net, ds["train"], ds["eval"] if "eval" in ds else None,
+    return fit(net, ds["train"], ds.get("eval"),
                test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
                callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
                config_extra=extra, **train_opts)

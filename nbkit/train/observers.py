@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .events import Event, EvalEnd, RunEnd, RunStart, StepEnd
+from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd
 
 
 class JsonlLog:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoints as ckpt
-from .events import Event, EvalEnd, RunEnd, RunStart, StepEnd, event_from_dict
+from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
 
 STATUSES = ("created", "running", "paused", "finished", "stopped", "failed", "interrupted")
 

@@ -1,0 +1,296 @@
+"""Training throughput of `nbkit.fit` against a bare PyTorch loop and Hugging Face `Trainer`.
+
+Same model (a random 4-layer BERT, hidden 128, 4 heads, intermediate 512, built from one seed), same
+pre-tokenized data with long-tailed lengths (lognormal, clipped to 4..250 tokens), batch size 16,
+one epoch of `--steps` optimizer steps, AdamW at 5e-5 with a linear schedule and clipping at 1.0.
+Every configuration runs `--repeats` times, interleaved, after one unmeasured warm-up round; the
+table shows medians.
+
+Two speeds per configuration:
+- steady: samples/s between the end of step `--warmup-steps` and the end of the last step
+  (nbkit: the StepEnd events' `elapsed`; the others: a timestamp after each optimizer step).
+- wall: samples/s over the whole call (building the loader/Trainer, training, and for nbkit its one
+  end-of-run checkpoint, whose time is shown separately as "ckpt s").
+
+Every configuration pads with a collator wrapped in the same counter, so the padding fraction
+(pad tokens / all tokens) is measured on the batches actually trained on. Progress bars (nbkit's
+and Trainer's tqdm) write to an in-memory buffer.
+
+    .venv/bin/python benchmarks/bench_loop.py                 # the README table
+    .venv/bin/python benchmarks/bench_loop.py --quick         # a smoke run of a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BATCH = 16
+LR = 5e-5
+CONFIGS = ["bare", "trainer", "trainer+group", "nbkit", "nbkit+group"]
+
+
+# -- data and model --------------------------------------------------------------------------------
+
+def make_data(n: int, seed: int, tokenizer) -> Any:
+    """`n` examples whose token counts (with [CLS]/[SEP]) are lognormal, clipped to 4..250."""
+    from datasets import Dataset
+
+    from nbkit.testing import WORDS
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.round(rng.lognormal(mean=math.log(32), sigma=0.8, size=n)), 4, 250).astype(int)
+    words = rng.integers(0, len(WORDS), size=int(lengths.sum()))
+    texts, at = [], 0
+    for length in lengths:
+        k = int(length) - 2  # [CLS] and [SEP] make up the rest
+        texts.append(" ".join(WORDS[i] for i in words[at:at + k]))
+        at += k
+    enc = tokenizer(texts, truncation=True, max_length=256)
+    assert [len(x) for x in enc["input_ids"]] == lengths.tolist(), "one word should be one token"
+    labels = rng.integers(0, 2, size=n).tolist()
+    return Dataset.from_dict({**enc, "label": labels})
+
+
+def make_model(vocab_size: int, seed: int):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=512, max_position_embeddings=256, num_labels=2, pad_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BertForSequenceClassification(config)
+
+
+class CountingCollator:
+    """Wraps a collator; counts real and padded tokens of every batch it builds."""
+
+    def __init__(self, inner: Callable):
+        self.inner = inner
+        self.real = self.total = self.rows = 0
+
+    def __call__(self, rows):
+        batch = self.inner(rows)
+        mask = batch["attention_mask"]  # (B, T)
+        self.real += int(mask.sum())
+        self.total += mask.numel()
+        self.rows += mask.shape[0]
+        return batch
+
+    @property
+    def pad_fraction(self) -> float:
+        return 1 - self.real / self.total if self.total else float("nan")
+
+    @property
+    def width(self) -> float:
+        """Mean padded tokens per example: samples/s times this is the tokens/s the model computes."""
+        return self.total / self.rows if self.rows else float("nan")
+
+
+# -- the three loops -------------------------------------------------------------------------------
+
+def run_bare(model, data, tokenizer, steps: int, seed: int, workdir: Path) -> dict:
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding, get_scheduler
+
+    t_start = time.perf_counter()
+    collator = CountingCollator(DataCollatorWithPadding(tokenizer))
+    loader = DataLoader(data, batch_size=BATCH, shuffle=True, collate_fn=collator,
+                        generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+    sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
+    torch.manual_seed(seed)
+    model.train()
+    ends, losses = [], []
+    for batch in loader:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(loss.detach())
+        ends.append(time.perf_counter())
+        if len(ends) == steps:
+            break
+    wall = time.perf_counter() - t_start
+    return {"ends": ends, "wall": wall, "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
+            "loss": float(torch.stack(losses).mean())}
+
+
+def run_trainer(model, data, tokenizer, steps: int, seed: int, workdir: Path, group: bool) -> dict:
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    t_start = time.perf_counter()
+    collator = CountingCollator(DataCollatorWithPadding(tokenizer))
+    args = TrainingArguments(
+        output_dir=str(workdir / "trainer"), per_device_train_batch_size=BATCH, max_steps=steps,
+        learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, weight_decay=0.0,
+        seed=seed, use_cpu=True, report_to=[], save_strategy="no",
+        train_sampling_strategy="group_by_length" if group else "random",
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                      processing_class=tokenizer, callbacks=[StepClock()])
+    out = trainer.train()
+    wall = time.perf_counter() - t_start
+    assert trainer.state.global_step == steps
+    return {"ends": ends, "wall": wall, "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
+            "loss": out.training_loss}
+
+
+def run_nbkit(model, data, tokenizer, steps: int, seed: int, workdir: Path, group: bool) -> dict:
+    from nbkit import fit
+    from nbkit.train.batching import PadCollator
+
+    t_start = time.perf_counter()
+    collator = CountingCollator(PadCollator(tokenizer.pad_token_id))  # what fit builds itself
+    run = fit(model, data, tokenizer=tokenizer, collate_fn=collator, epochs=1, max_steps=steps, lr=LR,
+              batch_size=BATCH, scheduler="linear", warmup=0.0, max_grad_norm=1.0, seed=seed,
+              group_by_length=None if group else False, progress=True, precision="fp32",
+              run_dir=workdir / f"nbkit-{'group' if group else 'plain'}-{time.monotonic_ns()}")
+    wall = time.perf_counter() - t_start
+    steps_ev = [e for e in run.events if e.kind == "step"]
+    ckpt = [e for e in run.events if e.kind == "checkpoint"]
+    assert run.status == "finished" and len(steps_ev) == steps, run
+    assert (run.run_dir / "metrics.jsonl").exists()
+    # Checkpoint time: from the last step's event to the CheckpointSaved event (wall-clock stamps).
+    ckpt_s = ckpt[-1].time - steps_ev[-1].time if ckpt else 0.0
+    return {"ends": [e.elapsed for e in steps_ev], "wall": wall, "pad": collator.pad_fraction, "width": collator.width,
+            "ckpt": ckpt_s, "loss": float(np.mean([e.loss for e in steps_ev]))}
+
+
+def run_config(name: str, data, tokenizer, steps: int, seed: int, workdir: Path) -> dict:
+    model = make_model(len(tokenizer), seed)
+    # Progress bars and Trainer's end-of-run print go to a buffer (shown only if the run fails).
+    with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(err):
+        try:
+            if name == "bare":
+                return run_bare(model, data, tokenizer, steps, seed, workdir)
+            if name.startswith("trainer"):
+                return run_trainer(model, data, tokenizer, steps, seed, workdir, group=name.endswith("group"))
+            return run_nbkit(model, data, tokenizer, steps, seed, workdir, group=name.endswith("group"))
+        except BaseException:
+            sys.__stderr__.write(err.getvalue()[-4000:])
+            raise
+
+
+def steady_rate(ends: list[float], warmup: int) -> float:
+    """Samples/s from the end of step `warmup` to the end of the last step."""
+    w = min(warmup, len(ends) - 1)
+    return BATCH * (len(ends) - w) / (ends[-1] - ends[w - 1]) if w >= 1 else BATCH * len(ends) / ends[-1]
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=160, help="optimizer steps per run (one epoch)")
+    p.add_argument("--repeats", type=int, default=3, help="measured runs per configuration")
+    p.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the steady rate")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
+    p.add_argument("--quick", action="store_true", help="smoke mode: 12 steps, 1 repeat, no warm-up round")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.steps, a.repeats, a.warmup_steps = min(a.steps, 12), 1, 2
+    configs = [c for c in a.configs.split(",") if c]
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        p.error(f"unknown config(s) {sorted(unknown)}; choose from {CONFIGS}")
+
+    torch.set_num_threads(a.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    from nbkit.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(max_length=512)
+    data = make_data(BATCH * a.steps, a.seed, tokenizer)
+    lengths = np.array([len(x) for x in data["input_ids"]])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(data)} examples, token "
+          f"lengths median {int(np.median(lengths))}, p90 {int(np.percentile(lengths, 90))}, max "
+          f"{lengths.max()}; batch {BATCH}, {a.steps} steps, {a.repeats} repeats, steady rate after "
+          f"step {a.warmup_steps}", flush=True)
+
+    results: dict[str, list[dict]] = {c: [] for c in configs}
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        workdir = Path(tmp)
+        if not a.quick:  # one unmeasured round: imports, allocator, first-call costs
+            for name in configs:
+                run_config(name, data.select(range(BATCH * 8)), tokenizer, 8, a.seed, workdir)
+        for rep in range(a.repeats):
+            order = configs if rep % 2 == 0 else configs[::-1]  # interleave, alternating order
+            for name in order:
+                r = run_config(name, data, tokenizer, a.steps, a.seed, workdir)
+                r["steady"] = steady_rate(r["ends"], a.warmup_steps)
+                r["wall_rate"] = BATCH * a.steps / r["wall"]
+                results[name].append(r)
+                print(f"  rep {rep + 1} {name:14s} steady {r['steady']:7.1f}/s  wall {r['wall']:6.2f} s  "
+                      f"pad {r['pad']:.3f}  loss {r['loss']:.4f}", flush=True)
+
+    summary = {}
+    for name, rs in results.items():
+        summary[name] = {
+            "steady": statistics.median(r["steady"] for r in rs),
+            "wall_rate": statistics.median(r["wall_rate"] for r in rs),
+            "wall": statistics.median(r["wall"] for r in rs),
+            "pad": statistics.median(r["pad"] for r in rs),
+            "computed_tokens": statistics.median(r["steady"] * r["width"] for r in rs),
+            "ckpt": statistics.median(r["ckpt"] for r in rs),
+            "spread": (max(r["steady"] for r in rs) - min(r["steady"] for r in rs))
+            / statistics.median(r["steady"] for r in rs),
+        }
+    print()
+    print(table(summary))
+    print()
+    print(ratios(summary))
+    return summary
+
+
+def table(s: dict[str, dict[str, float]]) -> str:
+    head = ("| config | steady samples/s | spread | wall samples/s | wall s | ckpt s | pad fraction "
+            "| steady padded tokens/s |")
+    rows = [head, "|" + "---|" * 8]
+    for name, v in s.items():
+        rows.append(f"| {name} | {v['steady']:.1f} | {v['spread'] * 100:.0f}% | {v['wall_rate']:.1f} | "
+                    f"{v['wall']:.2f} | {v['ckpt']:.2f} | {v['pad']:.3f} | "
+                    f"{v['computed_tokens']:.0f} |")
+    return "\n".join(rows)
+
+
+def ratios(s: dict[str, dict[str, float]]) -> str:
+    wanted = [("nbkit", "bare", 0.97), ("nbkit", "trainer", 1.0), ("trainer+group", "bare", None),
+              ("nbkit+group", "trainer+group", 1.0), ("nbkit+group", "bare", None)]
+    lines = ["| ratio | steady | wall | target |", "|---|---|---|---|"]
+    for a, b, target in wanted:
+        if a in s and b in s:
+            steady = s[a]["steady"] / s[b]["steady"]
+            wall = s[a]["wall_rate"] / s[b]["wall_rate"]
+            mark = "" if target is None else f">= {target:.2f} " + ("ok" if steady >= target else "MISSED")
+            lines.append(f"| {a} / {b} | {steady:.3f} | {wall:.3f} | {mark} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""What `%%finetune --dry-run` shows: the resolved config, the model and the first training example as
+the model will see it, built by the same `prepare` that `finetune` uses, without training or writing.
+
+Core layer (no IPython). It is private until `nbkit.finetune` grows a `dry_run=` twin that returns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def printable_config(cfg: Any) -> dict[str, Any]:
+    """The config as YAML-safe data: objects from the notebook become "<TypeName>", as in config.yaml."""
+    out = {}
+    for key, value in cfg.__dict__.items():
+        if isinstance(value, list):
+            value = [v if isinstance(v, (str, int, float, bool)) else getattr(v, "__name__", repr(v))
+                     for v in value]
+        elif not isinstance(value, (str, int, float, bool, type(None))):
+            value = f"<{type(value).__name__}>"
+        out[key] = value
+    return out
+
+
+@dataclass
+class FinetunePreview:
+    config: dict[str, Any]  # resolved, printable
+    summary: Any  # nbkit.models.ModelSummary
+    splits: dict[str, int]  # rows per split
+    example: dict[str, Any] = field(default_factory=dict)  # text, text_pair, label, tokens
+
+    def config_text(self) -> str:
+        import yaml
+
+        return "# resolved config\n" + yaml.safe_dump(self.config, sort_keys=False).rstrip()
+
+    def example_text(self) -> str:
+        ex = self.example
+        rows = ", ".join(f"{name} {n}" for name, n in self.splits.items())
+        lines = [f"# data: {rows} rows", "# first training example"]
+        lines.append(f"text:   {ex['text']!r}")
+        if ex.get("text_pair") is not None:
+            lines.append(f"pair:   {ex['text_pair']!r}")
+        if "label" in ex:
+            lines.append(f"label:  {ex['label']!r}")
+        lines.append(f"tokens ({len(ex['tokens'])} of max_length {self.config.get('max_length')}): "
+                     + " ".join(ex["tokens"]))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return "\n\n".join([self.config_text(), "# model\n" + str(self.summary), self.example_text()])
+
+
+def preview_finetune(cfg: Any) -> FinetunePreview:
+    """Load the data and model of a resolved `FinetuneConfig` and describe them (nothing is written)."""
+    from .models import model_summary
+    from .train.finetune import prepare
+
+    data, model, tokenizer = prepare(cfg)
+    train = data["train"]
+    row = train[0]
+    text_col = cfg.text if cfg.text in row else "text"
+    pair_col = cfg.text_pair if cfg.text_pair and cfg.text_pair in row else None
+    text = row[text_col]
+    pair = row[pair_col] if pair_col else None
+    enc = tokenizer(text, pair, truncation=True, max_length=cfg.max_length)
+    example: dict[str, Any] = {
+        "text": text,
+        "text_pair": pair,
+        "tokens": tokenizer.convert_ids_to_tokens(enc["input_ids"]),
+    }
+    label_col = next((c for c in (cfg.label, "label", "labels") if c and c in row), None)
+    if label_col is not None and cfg.task not in ("causal-lm", "masked-lm"):
+        label = row[label_col]
+        names = getattr(train.features.get(label_col), "names", None)
+        example["label"] = names[label] if names and isinstance(label, int) else label
+    return FinetunePreview(
+        config=printable_config(cfg),
+        summary=model_summary(model),
+        splits={name: len(split) for name, split in data.items()},
+        example=example,
+    )

@@ -1,0 +1,283 @@
+"""The IPython magics: `%%finetune`, `%nbkit_load` and `%nbkit runs|device`.
+
+Each magic parses its arguments and makes one library call, so it does nothing its Python twin does
+not: `%%finetune` is `nbkit.finetune(**yaml)`, `%nbkit_load` is `nbkit.load_model`. User mistakes
+(bad YAML, an unknown key, a missing folder...) become a plain `UsageError`: one line, no traceback
+(IPython prints a traceback for subclasses). Loading this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import keyword
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
+
+from .config import config_help
+
+# Printed by `%finetune --help` and `%%finetune?`. IPython's help formatter dedents everything after
+# the first line, so the unindented lines below keep the indented examples and key table as written.
+_FINETUNE_EPILOG = f"""\
+The cell body is YAML with the keys below (read with yaml.safe_load: nothing is evaluated).
+A value "$name" is the notebook variable `name`, e.g. a DataFrame (data: $df) or a
+(model, tokenizer) pair from %nbkit_load (model: $model); nothing else is interpolated.
+
+  %%finetune --name demo
+  model: minilm
+  data: reviews.csv
+  epochs: 2
+  metrics: [accuracy, f1]
+
+Python twin: nbkit.finetune(**config). Command line: nbkit finetune config.yaml.
+Continue an interrupted run: %finetune --resume nbkit-runs/<run>.
+
+Config keys:
+{config_help()}
+"""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the user asked for something impossible", not a bug."""
+    from .config import ConfigError
+    from .models import ModelError
+    from .train.batching import DataError
+
+    errors: list[type[BaseException]] = [ConfigError, ModelError, DataError]
+    with contextlib.suppress(ImportError):
+        from .data import DataError as LoadDataError
+
+        errors.append(LoadDataError)
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def _as_usage_error():
+    """Turn the library's errors for bad input into one plain UsageError (no traceback)."""
+    try:
+        yield
+    except _user_errors() as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _var_name(name: str, flag: str = "--out") -> str:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"{flag} {name!r} is not a Python variable name (e.g. {flag} run2)")
+    return name
+
+
+def _show(obj: Any) -> None:
+    """Display plain text and HTML views of `obj` (a summary dataclass with __str__ and _repr_html_)."""
+    from IPython.display import display
+
+    display({"text/plain": str(obj), "text/html": obj._repr_html_()}, raw=True)
+
+
+def _yaml_error(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return (f"the %%finetune body is not valid YAML: {problem}{where}. Write one `key: value` per "
+            "line; %finetune --help lists the keys.")
+
+
+def _lookup(key: Any, ref: str, namespace: dict[str, Any], hidden: Any = ()) -> Any:
+    name = ref[1:]
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"{key!r}: {ref!r} is not a variable reference; write $name, where name is "
+                         "a variable of the notebook")
+    if name not in namespace:
+        public = [n for n in namespace if not n.startswith("_") and n not in hidden]
+        close = difflib.get_close_matches(name, public, n=1)
+        hint = f" (did you mean ${close[0]}?)" if close else ""
+        raise UsageError(f"{key!r}: the notebook has no variable {name!r}{hint}; define it in a cell "
+                         "above, or write a name or path without '$'")
+    return namespace[name]
+
+
+def parse_body(cell: str, namespace: dict[str, Any], hidden: Any = ()) -> dict[Any, Any]:
+    """The `%%finetune` body as finetune keyword arguments: YAML, then `$name` values looked up."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(cell)
+    except yaml.YAMLError as exc:
+        raise UsageError(_yaml_error(exc)) from None
+    if config is None:  # only comments
+        return {}
+    if not isinstance(config, dict):
+        raise UsageError(f"the %%finetune body must be YAML `key: value` lines (e.g. `epochs: 2`), "
+                         f"not a {type(config).__name__}: {cell.strip()[:60]!r}")
+    out = {}
+    for key, value in config.items():
+        if key in ("model", "data") and value is not None and not isinstance(value, str):
+            # resolve_config lets objects through for these keys ($df, $model); from YAML only a name
+            # or a path makes sense, and a number or list would otherwise fail deep in the loaders.
+            raise UsageError(f"{key!r} must be a name or a path, or $variable for an object in the "
+                             f"notebook; got {value!r}")
+        if isinstance(value, str) and value.startswith("$"):
+            value = _lookup(key, value, namespace, hidden)
+        elif isinstance(value, list):
+            value = [_lookup(key, v, namespace, hidden) if isinstance(v, str) and v.startswith("$") else v
+                     for v in value]
+        out[key] = value
+    return out
+
+
+def _print_help(magic: Any) -> None:
+    # IPython's formatter opens with "::" (reStructuredText for its docs); a reader does not need it.
+    print(magic.parser.format_help().removeprefix("::\n\n"))
+
+
+def _help_argument(func):
+    return argument("-h", "--help", action="store_true", help="show this help and exit")(func)
+
+
+@magics_class
+class NbkitMagics(Magics):
+    """nbkit's magics; `%load_ext nbkit` registers them."""
+
+    @magic_arguments()
+    @_help_argument
+    @argument("--name", help="run name (sets the config key `name`)")
+    @argument("--out", default="run", metavar="VAR", help="store the Run in this variable (default: run)")
+    @argument("--background", action="store_true",
+              help="train in a background thread: the cell returns at once (run.wait() blocks)")
+    @argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its stored config")
+    @argument("--dry-run", action="store_true",
+              help="validate, then print the config, the model summary and one tokenized example; "
+                   "no training, nothing written")
+    @kwds(epilog=_FINETUNE_EPILOG, usage=(
+        # %-formatted by argparse, after IPython's "%" prefix: "%%" prints as "%".
+        "%%finetune [--name NAME] [--out VAR] [--background] [--resume RUN_DIR] [--dry-run]\n"
+        "  <YAML config: one `key: value` per line>\n\n"
+        "  %%finetune --help\n"
+        "  %%finetune --resume RUN_DIR [--out VAR] [--background]"))
+    @line_cell_magic
+    def finetune(self, line: str, cell: str | None = None) -> None:
+        """Fine-tune a model from the YAML config in the cell body, like nbkit.finetune(**config)."""
+        args = parse_argstring(self.finetune, line)
+        if args.help:
+            _print_help(self.finetune)
+            return None
+        out = _var_name(args.out)
+        shell = self.shell
+        config = parse_body(cell, shell.user_ns, shell.user_ns_hidden) if cell is not None else {}
+        if args.resume is not None:
+            return self._resume(args, out, config)
+        if cell is None:
+            raise UsageError("%finetune needs its config as a cell body: start the cell with %%finetune "
+                             "(two %), or use %finetune --resume RUN_DIR; %finetune --help lists the keys")
+        if args.name is not None:
+            config["name"] = args.name
+        from .train.finetune import resolve_config
+
+        with _as_usage_error():
+            cfg = resolve_config(config)  # the one validator: nothing is loaded or written before it
+            if args.dry_run:
+                from ._preview import preview_finetune
+
+                preview = preview_finetune(cfg)
+            else:
+                from .train.finetune import finetune
+
+                run = finetune(**config, background=args.background)
+        if args.dry_run:
+            print(preview.config_text())
+            _show(preview.summary)
+            print(preview.example_text())
+            return None
+        self.shell.user_ns[out] = run
+        from IPython.display import display
+
+        display(run)
+        return None
+
+    def _resume(self, args: Any, out: str, config: dict) -> None:
+        if config or args.name is not None or args.dry_run:
+            raise UsageError("--resume continues a run with the config stored in its directory: leave the "
+                             "cell body empty and drop --name/--dry-run")
+        if not (Path(args.resume) / "config.yaml").is_file():
+            raise UsageError(f"--resume {args.resume}: not a run directory (it has no config.yaml); "
+                             "%nbkit runs lists the runs")
+        from .train.finetune import finetune
+
+        with _as_usage_error():
+            run = finetune(resume_from=args.resume, background=args.background)
+        self.shell.user_ns[out] = run
+        from IPython.display import display
+
+        display(run)
+
+    @magic_arguments()
+    @_help_argument
+    @argument("name", help="'minilm' (bundled, offline), a Hugging Face hub id or a local model folder")
+    @argument("--task", default="sequence-classification",
+              help="sequence-classification (default), token-classification, causal-lm, masked-lm, "
+                   "seq2seq or base")
+    @argument("--out", default="model", metavar="VAR",
+              help="store (model, tokenizer) in this variable (default: model)")
+    @line_magic
+    def nbkit_load(self, line: str) -> None:
+        """Load a model and its tokenizer, like nbkit.load_model(NAME, task=TASK), and show its summary."""
+        args = parse_argstring(self.nbkit_load, line)
+        if args.help:
+            _print_help(self.nbkit_load)
+            return
+        out = _var_name(args.out)
+        from .models import load_model, model_summary
+
+        with _as_usage_error():
+            pair = load_model(args.name, task=args.task)
+        self.shell.user_ns[out] = pair
+        _show(model_summary(pair[0]))
+
+    @magic_arguments()
+    @_help_argument
+    @argument("command", nargs="?", choices=["runs", "device"],
+              help="runs: list run directories (nbkit.runs.list_runs); device: devices and memory "
+                   "(nbkit.devices.device_report)")
+    @argument("root", nargs="?", help="runs only: the folder holding run directories (default: nbkit-runs)")
+    @line_magic
+    def nbkit(self, line: str) -> None:
+        """%nbkit runs [ROOT] lists training runs; %nbkit device shows devices and memory."""
+        args = parse_argstring(self.nbkit, line)
+        if args.help:
+            _print_help(self.nbkit)
+            return
+        if args.command is None:
+            raise UsageError("%nbkit needs a command: %nbkit runs [ROOT] or %nbkit device")
+        if args.command == "device":
+            if args.root is not None:
+                raise UsageError(f"%nbkit device takes no argument, got {args.root!r}")
+            from .devices import device_report
+
+            _show(device_report())
+            return
+        from IPython.display import display
+
+        from .runs import list_runs
+
+        root = args.root or "nbkit-runs"
+        table = list_runs(root)
+        if table.empty:
+            print(f"No runs in {root!r} yet (a run directory holds metrics.jsonl; %%finetune writes "
+                  "them under ./nbkit-runs).")
+            return
+        display(table)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(NbkitMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    for kind, names in NbkitMagics.magics.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(NbkitMagics.__name__, None)
