@@ -60,20 +60,17 @@ def preview_finetune(cfg: Any) -> FinetunePreview:
     data, model, tokenizer = prepare(cfg)
     train = data["train"]
     row = train[0]
-    text_col = cfg.text if cfg.text in row else "text"
-    pair_col = cfg.text_pair if cfg.text_pair and cfg.text_pair in row else None
-    text = row[text_col]
-    pair = row[pair_col] if pair_col else None
+    # load_data renamed the configured columns to text, text_pair and label.
+    text, pair = row["text"], row.get("text_pair")
     enc = tokenizer(text, pair, truncation=True, max_length=cfg.max_length)
     example: dict[str, Any] = {
         "text": text,
         "text_pair": pair,
         "tokens": tokenizer.convert_ids_to_tokens(enc["input_ids"]),
     }
-    label_col = next((c for c in (cfg.label, "label", "labels") if c and c in row), None)
-    if label_col is not None and cfg.task not in ("causal-lm", "masked-lm"):
-        label = row[label_col]
-        names = getattr(train.features.get(label_col), "names", None)
+    if "label" in row:
+        label = row["label"]
+        names = getattr(train.features.get("label"), "names", None)
         example["label"] = names[label] if names and isinstance(label, int) else label
     return FinetunePreview(
         config=printable_config(cfg),

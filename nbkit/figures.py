@@ -95,3 +95,53 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
+                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100) -> bytes:
+    """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
+    GitHub or nbviewer, where no kernel draws the live widget."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # not pyplot: no global state, safe from a thread
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    ax = fig.add_subplot()
+    steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
+    if len(steps):
+        ax.plot(steps["step"], steps["loss"], color=LOSS_COLOR, alpha=0.3, lw=1, label="train loss")
+        ax.plot(steps["step"], ema(steps["loss"]), color=LOSS_COLOR, lw=2, label="train loss (smoothed)")
+    evals = [c for c in history.columns if c.startswith("eval_")]
+    ax2 = None
+    for i, col in enumerate(evals):
+        pts = history[history[col].notna()]
+        color = EVAL_COLORS[i % len(EVAL_COLORS)]
+        if col.endswith("loss"):
+            ax.plot(pts["step"], pts[col], "o-", color=color, ms=3, label=col)
+        else:
+            ax2 = ax2 or ax.twinx()
+            ax2.plot(pts["step"], pts[col], "o-", color=color, ms=3, label=col)
+    for s in epoch_steps or []:
+        ax.axvline(s, color="#bbbbbb", ls=":", lw=1)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if ax2 is not None:
+        ax2.set_ylabel("eval metric")
+    handles, labels = ax.get_legend_handles_labels()
+    if ax2 is not None:
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
+    if title:
+        ax.set_title(title.replace("$", r"\$"), fontsize=10)  # "$...$" would otherwise be mathtext
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

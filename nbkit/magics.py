@@ -187,7 +187,7 @@ class NbkitMagics(Magics):
 
                 run = finetune(**config, background=args.background)
         if args.dry_run:
-            print(preview.config_text())
+            print(preview.config_text() + "\n\n# model")
             _show(preview.summary)
             print(preview.example_text())
             return None
@@ -215,7 +215,8 @@ class NbkitMagics(Magics):
 
     @magic_arguments()
     @_help_argument
-    @argument("name", help="'minilm' (bundled, offline), a Hugging Face hub id or a local model folder")
+    @argument("name", nargs="?",  # optional only so that --help alone works
+              help="'minilm' (bundled, offline), a Hugging Face hub id or a local model folder")
     @argument("--task", default="sequence-classification",
               help="sequence-classification (default), token-classification, causal-lm, masked-lm, "
                    "seq2seq or base")
@@ -228,6 +229,8 @@ class NbkitMagics(Magics):
         if args.help:
             _print_help(self.nbkit_load)
             return
+        if args.name is None:
+            raise UsageError("%nbkit_load needs a model: %nbkit_load minilm, a hub id or a folder")
         out = _var_name(args.out)
         from .models import load_model, model_summary
 

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -486,5 +487,23 @@ def _label_names(data) -> list[str] | None:
     return list(label.names) if label is not None and hasattr(label, "names") else None
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel. Looks at sys.modules only: the core never imports IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _progress_observer():
+    """The live dashboard in a notebook, a terminal progress bar elsewhere.
+
+    The one place the core reaches up to the widget layer, and only at run time inside a kernel,
+    where IPython and ipywidgets are loaded already.
+    """
+    if _in_notebook():
+        try:
+            from ..widgets.dashboard import Dashboard
+        except ImportError:  # widgets missing (a minimal install): fall back to the text bar
+            return ProgressBar()
+        return Dashboard().show()
     return ProgressBar()

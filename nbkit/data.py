@@ -1,0 +1,484 @@
+"""Turn any text data source into one shape: a ``DatasetDict`` with ``train``, ``eval`` (``test``).
+
+``load_data`` reads paths, hub names, the bundled sample, DataFrames, lists and ``datasets`` objects
+and standardizes columns (``text``, ``text_pair``, ``label``), so models.py and train/ never look at
+sources. Class names travel with the data as a ``ClassLabel`` feature. ``datasets`` and ``pandas`` are
+imported inside functions so that ``import nbkit.data`` (e.g. to catch ``DataError``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import importlib.resources
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+    import pandas as pd
+
+__all__ = ["DataError", "label_names", "load_data", "sample_data"]
+
+# Bundled samples and their class names in id order (the order is part of the data).
+SAMPLES: dict[str, list[str]] = {"sentiment": ["negative", "positive"]}
+
+# Split aliases in priority order: when a source has both "validation" and "dev", the first wins.
+_SPLITS = {
+    "train": "train",
+    "test": "test",
+    "eval": "eval",
+    "validation": "eval",
+    "valid": "eval",
+    "val": "eval",
+    "dev": "eval",
+}
+_READABLE = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+# A missing "x.xlsx" is a typo'd path, not a hub name; hub names such as "org/data-2.5" have dots too.
+_PATH_SUFFIXES = {*_READABLE, ".txt", ".xlsx", ".xls", ".gz", ".zip", ".arrow", ".pkl", ".feather"}
+_HINTS = {
+    "text": ("sentence", "review", "content", "document", "comment", "body", "question", "tweet"),
+    "label": ("labels", "sentiment", "target", "class", "category", "rating", "stars", "score"),
+}
+
+
+class DataError(ValueError):
+    """A data source cannot be turned into train/eval splits; the message says what to change."""
+
+
+def load_data(
+    source: Any,
+    *,
+    text: str = "text",
+    label: str | None = "label",
+    text_pair: str | None = None,
+    eval_split: float | int = 0.1,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Load ``source`` as a ``DatasetDict`` with splits ``train``, ``eval`` and, if present, ``test``.
+
+    ``source``: a .csv/.tsv/.json/.jsonl/.parquet path, a directory written by ``save_to_disk``, a
+    bundled sample name (``"sentiment"``), a Hugging Face Hub dataset name, a pandas DataFrame, a list
+    of dicts (or of strings), a dict of columns, or a ``datasets.Dataset``/``DatasetDict``.
+
+    Output columns: ``text``, ``text_pair`` (only with ``text_pair=``) and ``label`` (unless
+    ``label=None``, for unlabelled text); others are dropped. String and integer labels become one
+    ``ClassLabel`` shared by all splits, names sorted (``label_names(ds)`` is id2label); float labels
+    stay float32 (regression). validation/valid/val/dev become ``eval``; other splits are dropped.
+    Without an eval split, ``eval_split`` rows (fraction or count; 0 for none) are carved from train
+    with ``seed``, stratified by class.
+    """
+    import datasets
+
+    cols = _check_args(text, label, text_pair, eval_split)
+    splits = _normalize_splits(_read_source(source))
+    with _quiet():
+        out = {name: _standardize(name, obj, cols) for name, obj in splits.items()}
+        if label is not None:
+            out = _encode_labels(out, label)
+        if "eval" not in out and eval_split:
+            out["train"], out["eval"] = _carve(out["train"], eval_split, seed)
+    return datasets.DatasetDict({k: out[k] for k in ("train", "eval", "test") if k in out})
+
+
+def sample_data(name: str = "sentiment") -> datasets.DatasetDict:
+    """The bundled sample ``name`` as a ``DatasetDict`` with a fixed ``train``/``test`` split.
+
+    ``"sentiment"``: 1,600 short English review sentences (1,200 train / 400 test, balanced), columns
+    ``text`` and ``label`` (``ClassLabel`` names ``["negative", "positive"]``). The data is synthetic,
+    generated from templates by ``scripts/make_sample_data.py`` over films, restaurants, gadgets,
+    books, hotels and games, with negations ("not bad at all") and contrastive "X, but Y" sentences
+    whose label follows the final clause. It ships inside the package and works offline.
+    """
+    if name not in SAMPLES:
+        raise DataError(f"unknown sample '{name}'; available samples: {', '.join(SAMPLES)}")
+    import datasets
+
+    names = SAMPLES[name]
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
+    )
+    info = datasets.DatasetInfo(
+        description=f"nbkit '{name}' sample: synthetic, from templates in scripts/make_sample_data.py"
+    )
+    out = {}
+    for split in ("train", "test"):
+        path = importlib.resources.files("nbkit") / "sample_data" / f"{name}_{split}.csv"
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        data = {"text": [r["text"] for r in rows], "label": [names.index(r["label"]) for r in rows]}
+        out[split] = datasets.Dataset.from_dict(data, features=features, info=info)
+    return datasets.DatasetDict(out)
+
+
+def label_names(ds: datasets.Dataset | datasets.DatasetDict) -> list[str] | None:
+    """Class names in id order (id2label) of the ``label`` column; None if unlabelled or regression."""
+    import datasets
+
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+    feature = ds.features.get("label")
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+# --- reading sources: split name -> Dataset or DataFrame ---------------------------------------------
+
+
+def _read_source(source: Any) -> dict[str, Any]:
+    import datasets
+    import pandas as pd
+
+    if isinstance(source, datasets.DatasetDict):
+        return dict(source)
+    if isinstance(source, (datasets.Dataset, pd.DataFrame)):
+        return {"train": source}
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path_or_name(source)
+    if isinstance(source, (list, tuple)) and all(isinstance(r, str) for r in source):
+        return {"train": pd.DataFrame({"text": list(source)})}  # bare texts, e.g. for LM
+    if isinstance(source, (list, tuple)):
+        bad = next((i for i, r in enumerate(source) if not isinstance(r, Mapping)), None)
+        if bad is not None:
+            kind = type(source[bad]).__name__
+            raise DataError(
+                f"item {bad} of the list is a {kind}, not a dict; pass rows like "
+                "{'text': ..., 'label': ...}"
+            )
+        return {"train": pd.DataFrame(list(source))}
+    if isinstance(source, Mapping):  # a dict of columns, as Dataset.from_dict takes
+        try:
+            return {"train": pd.DataFrame(dict(source))}
+        except ValueError as e:
+            raise DataError(
+                f"cannot build a table from this dict ({e}); pass equal-length "
+                "columns, e.g. {'text': [...], 'label': [...]}"
+            ) from None
+    if isinstance(source, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        raise DataError("streaming datasets are not supported; load it without streaming=True")
+    raise DataError(
+        f"cannot load data from a {type(source).__name__}; pass a file path, a hub "
+        "name, 'sentiment', a DataFrame, a list of dicts or a datasets.Dataset"
+    )
+
+
+def _read_path_or_name(source: str | os.PathLike) -> dict[str, Any]:
+    import datasets
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "dataset_dict.json").exists() and not (path / "state.json").exists():
+            raise DataError(
+                f"directory '{path}' is not a dataset saved with save_to_disk; pass a "
+                "CSV/JSON/Parquet file path instead"
+            )
+        loaded = datasets.load_from_disk(str(path))
+        return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    if path.exists():
+        return {"train": _read_file(path)}
+    name = os.fspath(source)
+    if name in SAMPLES:
+        return dict(sample_data(name))
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    if looks_like_path or path.suffix.lower() in _PATH_SUFFIXES:
+        raise DataError(
+            f"file '{name}' does not exist (relative paths start at {os.getcwd()}); check the path"
+        )
+    return _load_hub(name)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    ext = path.suffix.lower()
+    if ext not in _READABLE:
+        raise DataError(
+            f"cannot read '{path.name}': unknown extension '{ext}'; use .csv, .tsv, "
+            ".json, .jsonl or .parquet, or pass a DataFrame"
+        )
+    try:
+        if ext in (".csv", ".tsv"):
+            # Only empty cells are missing: a review that says "NA" or "null" is still text.
+            sep = "\t" if ext == ".tsv" else ","
+            return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+        if ext == ".parquet":
+            return pd.read_parquet(path)
+        raw = path.read_text(encoding="utf-8")
+        if ext == ".json" and raw.lstrip()[:1] in ("[", "{"):
+            try:  # a list of rows or a dict of columns
+                return pd.DataFrame(json.loads(raw))
+            except json.JSONDecodeError as e:
+                if not e.msg.startswith("Extra data"):  # else JSON lines, as Dataset.to_json writes
+                    raise
+        return pd.DataFrame([json.loads(line) for line in raw.splitlines() if line.strip()])
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{path}' is empty; it needs a header row and at least one row") from None
+    except (ValueError, OSError) as e:  # also JSON, unicode and arrow errors
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(
+            f"cannot read '{path}' as {ext[1:].upper()} ({why}); fix the file or "
+            "load it with pandas and pass the DataFrame"
+        ) from None
+
+
+def _load_hub(name: str) -> dict[str, Any]:
+    import datasets
+    from huggingface_hub import constants
+
+    where = f"dataset '{name}' is not a local file, not a bundled sample ({', '.join(SAMPLES)})"
+    try:
+        loaded = datasets.load_dataset(name)
+    except ConnectionError:  # what datasets raises offline (OfflineModeIsEnabled) or unreachable
+        offline = datasets.config.HF_HUB_OFFLINE or constants.is_offline_mode()
+        raise DataError(
+            f"{where} and the Hugging Face Hub cannot be reached "
+            f"({'offline' if offline else 'no network'}); pass a CSV/JSON/Parquet "
+            "path, a DataFrame, or 'sentiment'"
+        ) from None
+    except datasets.exceptions.DatasetNotFoundError:
+        raise DataError(
+            f"{where} and not on the Hugging Face Hub (or it needs a login); check the name"
+        ) from None
+    return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+
+
+# --- standardizing ------------------------------------------------------------------------------------
+
+
+def _check_args(text: Any, label: Any, text_pair: Any, eval_split: Any) -> dict[str, str]:
+    """Standard column name -> the source's column name, for the columns we keep."""
+    given = {"text": text, "text_pair": text_pair, "label": label}
+    cols = {k: v for k, v in given.items() if v is not None}
+    for k, v in cols.items():
+        if not isinstance(v, str):
+            raise DataError(f"{k}= must be a column name (a str), got {v!r}")
+    if len(set(cols.values())) < len(cols):
+        raise DataError(f"text, text_pair and label must be different columns, got {cols}")
+    fraction = isinstance(eval_split, float) and 0 <= eval_split < 1
+    count = isinstance(eval_split, int) and not isinstance(eval_split, bool) and eval_split >= 0
+    if not (fraction or count):
+        raise DataError(
+            f"eval_split must be a fraction in (0, 1), a row count, or 0 for no eval "
+            f"split; got {eval_split!r}"
+        )
+    return cols
+
+
+def _normalize_splits(raw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for alias, std in _SPLITS.items():
+        for name, obj in raw.items():
+            if str(name).lower() == alias and std not in out:
+                out[std] = obj
+    if "train" not in out:
+        first = next(iter(raw), "train")
+        raise DataError(
+            f"no 'train' split (found: {', '.join(raw) or 'none'}); pass the split to "
+            f"train on, e.g. load_data(ds['{first}'])"
+        )
+    return out
+
+
+def _standardize(split: str, obj: Any, cols: dict[str, str]) -> datasets.Dataset:
+    """Keep and rename the wanted columns; check that text columns hold strings."""
+    import datasets
+    import pyarrow as pa
+
+    is_ds = isinstance(obj, datasets.Dataset)
+    columns = [str(c) for c in (obj.column_names if is_ds else obj.columns)]
+    if len(obj) == 0:
+        raise DataError(f"the data is empty (split '{split}' has no rows); pass at least one row")
+    for std, name in cols.items():
+        if name not in columns:
+            raise _missing_column(std, name, columns, split)
+    texts = [std for std in ("text", "text_pair") if std in cols]
+    if is_ds:
+        ds = obj.select_columns(list(cols.values()))
+        ds = ds.rename_columns({v: k for k, v in cols.items() if k != v})
+        for std in texts:
+            _check_text_arrow(ds.with_format("arrow")[std], split, cols[std])
+        return ds
+    data = {std: obj[name].tolist() for std, name in cols.items()}
+    for std in texts:  # before arrow, which would refuse a stray number without naming its row
+        bad = next((i for i, v in enumerate(data[std]) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise _bad_text(split, cols[std], bad, data[std][bad])
+    if "label" in data:  # NaN/NA/NaT -> null, reported with its row by _encode_labels
+        data["label"] = [None if _is_missing(v) else v for v in data["label"]]
+    try:
+        return datasets.Dataset.from_dict(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(
+            f"label column '{cols['label']}' in split '{split}' mixes value types "
+            f"({e}); make the labels all strings or all numbers"
+        ) from None
+
+
+def _missing_column(role: str, name: str, columns: list[str], split: str) -> DataError:
+    guess = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+    guess = guess or [c for c in _HINTS.get(role, ()) if c in columns][:1]
+    hint = f"did you mean {role}='{guess[0]}'?" if guess else f"pass {role}='<column name>'"
+    if role == "label":
+        hint += " (or label=None for unlabelled text)"
+    shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
+    return DataError(f"no {role} column '{name}' in split '{split}' (columns: {shown}); {hint}")
+
+
+def _is_missing(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def _bad_text(split: str, column: str, row: int, value: Any) -> DataError:
+    if _is_missing(value):
+        return DataError(
+            f"row {row} of split '{split}' has no text in column '{column}' ({value}); "
+            f"drop or fill those rows first, e.g. df.dropna(subset=['{column}'])"
+        )
+    return DataError(
+        f"row {row} of split '{split}' has a {type(value).__name__} ({value!r}) in "
+        f"text column '{column}', not a string; convert it, e.g. "
+        f"df['{column}'].astype(str)"
+    )
+
+
+def _check_text_arrow(arr: Any, split: str, column: str) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arr.null_count:
+        raise _bad_text(split, column, pc.index(pc.is_null(arr), True).as_py(), None)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise _bad_text(split, column, 0, arr[0].as_py())
+
+
+def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
+    """One label representation in every split: a shared ClassLabel, or float32 for regression."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    features = {name: ds.features["label"] for name, ds in splits.items()}
+    class_labels = [f for f in features.values() if isinstance(f, datasets.ClassLabel)]
+    if class_labels:  # already encoded (hub or sample data): keep ids and names as they are
+        if len(class_labels) < len(features) or len({tuple(f.names) for f in class_labels}) > 1:
+            shown = "; ".join(f"{n}: {f}" for n, f in features.items())
+            raise DataError(
+                f"the splits store labels differently ({shown}); cast '{column}' to "
+                "one ClassLabel in every split first"
+            )
+        return _check_classes(splits, class_labels[0].names)
+    kinds: dict[str, str] = {}
+    values: set = set()
+    for name, ds in splits.items():
+        arr = ds.with_format("arrow")["label"]
+        missing = pc.is_null(arr, nan_is_null=True)
+        if pc.any(missing).as_py():
+            row = pc.index(missing, True).as_py()
+            raise DataError(
+                f"row {row} of split '{name}' has no label in column '{column}'; drop "
+                f"or fill those rows first, e.g. df.dropna(subset=['{column}'])"
+            )
+        t = arr.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            kinds[name] = "str"
+        elif pa.types.is_integer(t) or pa.types.is_boolean(t):
+            kinds[name] = "int"
+        elif pa.types.is_floating(t):
+            kinds[name] = "float"
+        else:
+            raise DataError(
+                f"label column '{column}' in split '{name}' holds {t} values; labels "
+                "must be strings, integers or floats (multi-label is not supported)"
+            )
+        if kinds[name] != "float":
+            values.update(pc.unique(arr).to_pylist())
+    found = set(kinds.values())
+    if "float" in found and found <= {"int", "float"}:  # a regression target
+        return {n: ds.cast_column("label", datasets.Value("float32")) for n, ds in splits.items()}
+    if len(found) > 1:
+        shown = ", ".join(f"{k} in '{n}'" for n, k in kinds.items())
+        raise DataError(
+            f"label column '{column}' has different types across splits ({shown}); "
+            "use one label type in every split"
+        )
+    ordered = sorted(values)  # strings alphabetically, ints numerically, False before True
+    names = [str(v).lower() if isinstance(v, bool) else str(v) for v in ordered]
+    if found == {"int"} and ordered != list(range(len(ordered))):
+        # Ids must be 0..n-1: going through arrow's strings ("3", "true") maps e.g. star ratings
+        # 1..5 to ids 0..4 while the names keep the original values.
+        splits = {n: ds.cast_column("label", datasets.Value("string")) for n, ds in splits.items()}
+    label = datasets.ClassLabel(names=names)
+    return _check_classes({n: ds.cast_column("label", label) for n, ds in splits.items()}, names)
+
+
+def _check_classes(splits: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
+    ids = pc.unique(splits["train"].with_format("arrow")["label"]).to_pylist()
+    ids = [i for i in ids if i is not None and i >= 0]  # -1 marks "no label" in ClassLabel data
+    if len(ids) < 2:
+        only = names[ids[0]] if ids else "none"
+        raise DataError(
+            f"the train labels hold a single class ('{only}'); a classifier needs at "
+            "least two, so check the label column or pass label=None for plain text"
+        )
+    return splits
+
+
+def _carve(train: Any, eval_split: float | int, seed: int) -> tuple[Any, Any]:
+    """Split ``eval_split`` rows off ``train``, stratified when the labels are classes.
+
+    Not ``train_test_split(stratify_by_column=...)``: it raises when a class has a single row or the
+    eval set is smaller than the number of classes, and takes seconds per 100k rows.
+    """
+    import datasets
+    import numpy as np
+
+    n = len(train)
+    k = eval_split if isinstance(eval_split, int) else max(1, round(n * eval_split))
+    if k >= n:
+        raise DataError(
+            f"eval_split={eval_split!r} leaves no training rows (train has {n}); use "
+            "a smaller count or a fraction such as 0.1"
+        )
+    rng = np.random.default_rng(seed)
+    eval_idx = np.empty(0, dtype=np.int64)
+    if isinstance(train.features.get("label"), datasets.ClassLabel):
+        labels = train.with_format("arrow")["label"].to_numpy()
+        classes, counts = np.unique(labels, return_counts=True)
+        quota = k * counts / n
+        take = np.floor(quota).astype(int)
+        # Largest remainders get the leftover rows so the eval set has exactly k rows, unless
+        # that would leave a class with no training row.
+        take[np.argsort(take - quota, kind="stable")[: k - take.sum()]] += 1
+        take = np.minimum(take, np.maximum(counts - 1, 0))
+        parts = [
+            rng.permutation(np.flatnonzero(labels == c))[:t]
+            for c, t in zip(classes, take, strict=True)
+        ]
+        eval_idx = rng.permutation(np.concatenate(parts))
+    if len(eval_idx) == 0:  # regression, unlabelled, or every class has a single row
+        eval_idx = rng.permutation(n)[:k]
+    keep = np.ones(n, dtype=bool)
+    keep[eval_idx] = False
+    return train.select(rng.permutation(np.flatnonzero(keep))), train.select(eval_idx)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide datasets' per-cast progress bars, which would fill a notebook cell with a dozen bars."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()

@@ -1,0 +1,91 @@
+"""`nbkit.runs.list_runs`: run directories written by hand with the loop's own JSONL observer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from nbkit.runs import COLUMNS, LIVE_SECONDS, list_runs
+from nbkit.train.events import EvalEnd, RunEnd, RunStart, StepEnd
+from nbkit.train.observers import JsonlLog
+
+
+def write_run(root, name, *, start, steps=3, evals=(), end="finished", config=None):
+    """A run directory as fit writes it: config.yaml and metrics.jsonl (events at fixed times)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config or {"best_metric": "eval_loss"}))
+    log = JsonlLog(run_dir / "metrics.jsonl")
+    log(RunStart(name=name, run_dir=str(run_dir), total_steps=steps, steps_per_epoch=steps, epochs=1,
+                 time=start), None)
+    for s in range(1, steps + 1):
+        log(StepEnd(step=s, epoch=s / steps, loss=1.0 / s, lr=1e-3, samples_per_s=10.0,
+                    tokens_per_s=None, time=start + s), None)
+    for i, metrics in enumerate(evals):
+        log(EvalEnd(step=i + 1, epoch=1.0, metrics=metrics, time=start + steps + i), None)
+    if end is not None:
+        log(RunEnd(status=end, step=steps, time=start + steps + len(evals) + 1), None)
+    log.close()
+    return run_dir
+
+
+def test_missing_root_gives_an_empty_table(tmp_path):
+    df = list_runs(tmp_path / "nope")
+    assert df.empty
+    assert list(df.columns) == COLUMNS
+
+
+def test_rows_status_steps_best_and_order(tmp_path):
+    now = time.time()
+    old = write_run(tmp_path, "old", start=now - 7200, steps=5,
+                    evals=[{"eval_loss": 0.9}, {"eval_loss": 0.4}, {"eval_loss": 0.6}])
+    acc = write_run(tmp_path, "acc", start=now - 3600, steps=2, end="stopped",
+                    evals=[{"eval_accuracy": 0.5}, {"eval_accuracy": 0.8}, {"eval_accuracy": 0.7}],
+                    config={"best_metric": "eval_accuracy"})
+    dead = write_run(tmp_path, "dead", start=now - 1800, steps=4, end=None)
+    (tmp_path / "not-a-run").mkdir()  # no metrics.jsonl / config.yaml: ignored
+    (tmp_path / "file.txt").write_text("x")
+
+    df = list_runs(tmp_path)
+    assert list(df["name"]) == ["dead", "acc", "old"]  # newest first
+    rows = df.set_index("name")
+    assert rows.loc["old", "status"] == "finished"
+    assert rows.loc["acc", "status"] == "stopped"
+    assert rows.loc["dead", "status"] == "interrupted"  # no RunEnd, log older than LIVE_SECONDS
+    assert rows.loc["old", "steps"] == 5 and rows.loc["dead", "steps"] == 4
+    assert rows.loc["old", "best_metric"] == "eval_loss"
+    assert rows.loc["old", "best"] == pytest.approx(0.4)  # lowest loss
+    assert rows.loc["acc", "best"] == pytest.approx(0.8)  # highest accuracy
+    assert pd.isna(rows.loc["dead", "best"])
+    assert rows.loc["old", "path"] == str(old) and rows.loc["acc", "path"] == str(acc)
+    assert rows.loc["dead", "path"] == str(dead)
+    age = rows.loc["old", "age"]
+    assert isinstance(age, pd.Timedelta) and 7190 <= age.total_seconds() <= 7300
+    assert rows.loc["old", "started"] < rows.loc["acc", "started"]
+
+
+def test_a_run_still_logging_counts_as_running(tmp_path):
+    write_run(tmp_path, "live", start=time.time() - LIVE_SECONDS / 4, steps=3, end=None)
+    assert list(list_runs(tmp_path)["status"]) == ["running"]
+
+
+def test_an_unreadable_run_is_listed_not_fatal(tmp_path):
+    write_run(tmp_path, "good", start=time.time() - 60)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.yaml").write_text("a: [unclosed")
+    df = list_runs(tmp_path).set_index("name")
+    assert df.loc["good", "status"] == "finished"
+    assert df.loc["bad", "status"].startswith("unreadable")
+
+
+def test_runs_module_imports_no_ui():
+    code = ("import sys, nbkit.runs, nbkit.devices, nbkit._preview\n"
+            "print(sorted(m for m in ('IPython', 'ipywidgets', 'plotly', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
