@@ -21,6 +21,9 @@ _EXPORTS = {
     "fit": "nbkit.train",
     "finetune": "nbkit.train",
     "Run": "nbkit.train",
+    "lr_find": "nbkit.train.lr_find",
+    "compare": "nbkit.compare",
+    "Dashboard": "nbkit.widgets.dashboard",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import difflib
 import importlib.resources
+import io
 import json
 import math
 import os
@@ -104,13 +105,13 @@ def sample_data(name: str = "sentiment") -> datasets.DatasetDict:
         {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
     )
     info = datasets.DatasetInfo(
-        description=f"nbkit '{name}' sample: synthetic, from templates in scripts/make_sample_data.py"
+        description=f"nbkit '{name}' sample: synthetic, from templates in scripts/make_sample_data.py",
+        features=features,
     )
     out = {}
     for split in ("train", "test"):
         path = importlib.resources.files("nbkit") / "sample_data" / f"{name}_{split}.csv"
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
         data = {"text": [r["text"] for r in rows], "label": [names.index(r["label"]) for r in rows]}
         out[split] = datasets.Dataset.from_dict(data, features=features, info=info)
     return datasets.DatasetDict(out)

@@ -98,7 +98,8 @@ def _fmt(v: Any) -> str:
 
 
 def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
-                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100) -> bytes:
+                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100,
+                 x: str = "step") -> bytes:
     """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
     GitHub or nbviewer, where no kernel draws the live widget."""
     import io
@@ -112,8 +113,8 @@ def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[in
     ax = fig.add_subplot()
     steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
     if len(steps):
-        ax.plot(steps["step"], steps["loss"], color=LOSS_COLOR, alpha=0.3, lw=1, label="train loss")
-        ax.plot(steps["step"], ema(steps["loss"]), color=LOSS_COLOR, lw=2, label="train loss (smoothed)")
+        ax.plot(steps[x], steps["loss"], color=LOSS_COLOR, alpha=0.3, lw=1, label="train loss")
+        ax.plot(steps[x], ema(steps["loss"]), color=LOSS_COLOR, lw=2, label="train loss (smoothed)")
     evals = [c for c in history.columns if c.startswith("eval_")]
     ax2 = None
     for i, col in enumerate(evals):
@@ -128,7 +129,9 @@ def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[in
         ax.axvline(s, color="#bbbbbb", ls=":", lw=1)
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
+    if x == "lr":
+        ax.set_xscale("log")
+    ax.set_xlabel("learning rate" if x == "lr" else "step")
     ax.set_ylabel("loss")
     if ax2 is not None:
         ax2.set_ylabel("eval metric")

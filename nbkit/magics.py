@@ -191,11 +191,7 @@ class NbkitMagics(Magics):
             _show(preview.summary)
             print(preview.example_text())
             return None
-        self.shell.user_ns[out] = run
-        from IPython.display import display
-
-        display(run)
-        return None
+        return self._keep(out, run)
 
     def _resume(self, args: Any, out: str, config: dict) -> None:
         if config or args.name is not None or args.dry_run:
@@ -208,9 +204,13 @@ class NbkitMagics(Magics):
 
         with _as_usage_error():
             run = finetune(resume_from=args.resume, background=args.background)
-        self.shell.user_ns[out] = run
+        return self._keep(out, run)
+
+    def _keep(self, out: str, run: Any) -> None:
+        """Store the Run in the notebook and show its one-line summary (no Out[] echo)."""
         from IPython.display import display
 
+        self.shell.user_ns[out] = run
         display(run)
 
     @magic_arguments()

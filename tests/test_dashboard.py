@@ -15,7 +15,6 @@ from nbkit.train.events import EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
 @pytest.fixture
 def comm_log(monkeypatch):
     """Every message widgets publish: (msg_type, bytes, data)."""
-    import comm
     import ipywidgets.widgets.widget as widget_module
     from comm.base_comm import BaseComm
 

@@ -368,8 +368,9 @@ def _bad_value(f: dataclasses.Field) -> st.SearchStrategy:
         return st.one_of(st.integers(max_value=low - 1), st.floats(allow_nan=False), st.booleans(),
                          words, lists)
     if kind is float:
+        # Below the bound; not "exclude_max" at 0, which would still allow -0.0 (and -0.0 >= 0).
         below = (st.floats(max_value=meta["gt"]) if meta["gt"] is not None
-                 else st.floats(max_value=meta["min"], exclude_max=True))
+                 else st.floats(max_value=meta["min"] - 1e-9))
         return st.one_of(below, st.booleans(), words.filter(not_a_float), lists)
     if kind is bool:
         return st.one_of(st.integers(), st.floats(allow_nan=False), words)

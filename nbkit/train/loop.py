@@ -329,22 +329,7 @@ class _Loop:
         return "finished", run._stop_reason or ""
 
     def _loss(self, model, batch) -> torch.Tensor:
-        if isinstance(batch, dict) or hasattr(batch, "keys"):
-            if self.loss_fn is None:
-                out = model(**batch)
-                loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
-                if loss is None:
-                    raise ConfigError(
-                        f"{type(self.model).__name__} returned no loss: give the data a 'label' column "
-                        "or pass loss_fn=..."
-                    )
-                return loss
-            batch = dict(batch)
-            labels = batch.pop("labels")
-            out = model(**batch)
-            return self.loss_fn(getattr(out, "logits", out), labels)
-        inputs, targets = batch[0], batch[1]
-        return self.loss_fn(model(inputs), targets)
+        return compute_loss(model, batch, self.loss_fn, type(self.model).__name__)
 
     def _wait_if_paused(self) -> None:
         run = self.run
@@ -426,6 +411,26 @@ class _Loop:
             signal.signal(signal.SIGINT, old)
 
 
+def compute_loss(model, batch, loss_fn=None, model_name: str = "model") -> torch.Tensor:
+    """The loss of one batch: a dict batch goes to `model(**batch)` (its `.loss`, or `loss_fn` on its
+    logits and the labels); a tuple `(inputs, targets)` is scored as `loss_fn(model(inputs), targets)`."""
+    if isinstance(batch, dict) or hasattr(batch, "keys"):
+        if loss_fn is None:
+            out = model(**batch)
+            loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
+            if loss is None:
+                raise ConfigError(
+                    f"{model_name} returned no loss: give the data a 'label' column or pass loss_fn=..."
+                )
+            return loss
+        batch = dict(batch)
+        labels = batch.pop("labels")
+        out = model(**batch)
+        return loss_fn(getattr(out, "logits", out), labels)
+    inputs, targets = batch[0], batch[1]
+    return loss_fn(model(inputs), targets)
+
+
 def evaluate_model(model, loader, specs, *, loss_fn=None, kind="hf", prefix="eval_",
                    accelerator=None) -> dict[str, float]:
     """Loss and metrics of `model` over `loader` (predictions gathered across processes)."""
@@ -494,7 +499,7 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _progress_observer():
+def _progress_observer(**dashboard_options):
     """The live dashboard in a notebook, a terminal progress bar elsewhere.
 
     The one place the core reaches up to the widget layer, and only at run time inside a kernel,
@@ -505,5 +510,5 @@ def _progress_observer():
             from ..widgets.dashboard import Dashboard
         except ImportError:  # widgets missing (a minimal install): fall back to the text bar
             return ProgressBar()
-        return Dashboard().show()
+        return Dashboard(**dashboard_options).show()
     return ProgressBar()

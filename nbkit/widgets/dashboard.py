@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
-import numpy as np
 import ipywidgets as W
+import numpy as np
 import plotly.graph_objects as go
 import traitlets as t
 
@@ -73,7 +73,10 @@ class Dashboard:
     hand: `Dashboard(run).show()` (it replays the events so far)."""
 
     def __init__(self, run: Any = None, *, max_points: int = 400, min_interval: float = 0.5,
-                 memory_every: float = 2.0):
+                 memory_every: float = 2.0, x_axis: str = "step"):
+        if x_axis not in ("step", "lr"):
+            raise ValueError(f"x_axis must be 'step' or 'lr' (the learning-rate finder), got {x_axis!r}")
+        self.x_axis = x_axis
         self.max_points, self.min_interval, self.memory_every = max_points, min_interval, memory_every
         self.loss = BoundedSeries(max_points // 2, "minmax")
         self.smooth = BoundedSeries(max_points, "mean")
@@ -97,7 +100,7 @@ class Dashboard:
         self.run = None
 
         self.title = W.HTML()
-        self.fig = go.FigureWidget(layout=_layout(), data=[
+        self.fig = go.FigureWidget(layout=_layout(x_axis), data=[
             go.Scatter(name="train loss", mode="lines", line={"color": LOSS_COLOR, "width": 1}, opacity=0.3),
             go.Scatter(name="train loss (smoothed)", mode="lines", line={"color": LOSS_COLOR, "width": 2}),
             go.Scatter(name="learning rate", mode="lines", yaxis="y3", visible=False,
@@ -134,9 +137,10 @@ class Dashboard:
         self.run = run
         if isinstance(event, StepEnd):
             self.last = event
-            self.loss.append(event.step, event.loss)
+            x = event.lr if self.x_axis == "lr" else event.step
+            self.loss.append(x, event.loss)
             self._ema = event.loss if self._ema is None else self._ema + self.alpha * (event.loss - self._ema)
-            self.smooth.append(event.step, self._ema)
+            self.smooth.append(x, self._ema)
             self.lr.append(event.step, event.lr)
             self._dirty = True
             if time.monotonic() - self._t_flush >= self.min_interval:
@@ -273,7 +277,7 @@ class Dashboard:
         history = self.run.history if self.run is not None else None
         if history is None or history.empty:
             return ""
-        png = training_png(history, title=self.name, epoch_steps=self.epoch_steps)
+        png = training_png(history, title=self.name, epoch_steps=self.epoch_steps, x=self.x_axis)
         b64 = base64.b64encode(png).decode("ascii")
         return (f"<div class='nbkit-static'><img alt='training chart' src='data:image/png;base64,{b64}'/>"
                 f"<div>{html.escape(self.status)} &middot; step {self.last.step if self.last else 0}</div>"
@@ -296,11 +300,12 @@ def _arrays(series: BoundedSeries):
     return np.asarray(xs, dtype=np.float32), np.asarray(ys, dtype=np.float32)
 
 
-def _layout() -> dict[str, Any]:
+def _layout(x_axis: str = "step") -> dict[str, Any]:
+    xaxis = {"title": {"text": "learning rate"}, "type": "log"} if x_axis == "lr" else {"title": {"text": "step"}}
     return {
         "height": 340,
         "margin": {"l": 55, "r": 55, "t": 10, "b": 35},
-        "xaxis": {"title": {"text": "step"}},
+        "xaxis": xaxis,
         "yaxis": {"title": {"text": "loss"}},
         "yaxis2": {"title": {"text": "eval metric"}, "overlaying": "y", "side": "right", "showgrid": False},
         "yaxis3": {"overlaying": "y", "side": "right", "showticklabels": False, "showgrid": False},

@@ -1,0 +1,238 @@
+"""Interactive attention views (head, model, matrix, rollout, generation) as one anywidget.
+
+The page never receives every layer at once: the widget's state carries the tokens and the data of the
+first view only, and the JavaScript (shipped in `static/`, no CDN) asks for each further layer or map
+with a custom message, answered with uint8/uint16 binary buffers. Numbers come from `nbkit.attention`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from nbkit.attention import Attention, AttentionError, capture_attention, top_k
+
+__all__ = ["VIEWS", "AttentionWidget", "show_attention"]
+
+VIEWS = ("head", "model", "matrix", "rollout", "generation")
+MEAN = -1  # `layer` / `head` value meaning "average over all of them"
+_STATIC = Path(__file__).parent / "static"
+# Concatenated into one ES module: anywidget loads a single module, so the helpers come first and
+# attention.js (the only file with an `export`) last.
+_JS_FILES = ("attention_util.js", "attention_head.js", "attention_matrix.js", "attention.js")
+_WHAT_FOR_VIEW = {"head": "sparse", "model": "thumbs", "matrix": "dense", "rollout": "rollout",
+                  "generation": "dense"}
+
+
+def _static(*names: str) -> str:
+    return "\n".join((_STATIC / name).read_text(encoding="utf-8") for name in names)
+
+
+def _quantize(x: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """uint8 codes of x / scale (0..1 -> 0..255); the page maps code c back to c / 255 * scale."""
+    scale = np.maximum(np.asarray(scale, dtype=np.float64), 1e-12)
+    return np.clip(np.rint(x / scale * 255.0), 0, 255).astype(np.uint8)
+
+
+def _blocks(n: int, size: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n, min(n, size) + 1).astype(np.int64))[:-1]
+
+
+def downsample(weights: np.ndarray, size: int) -> np.ndarray:
+    """Shrink the last two axes to at most `size` x `size`: mean over query blocks, sum over key
+    blocks, so each thumbnail row still sums to 1."""
+    rows, cols = _blocks(weights.shape[-2], size), _blocks(weights.shape[-1], size)
+    counts = np.diff(np.append(rows, weights.shape[-2]))  # (sq,)
+    summed = np.add.reduceat(weights, cols, axis=-1)  # (..., Tq, sk)
+    return np.add.reduceat(summed, rows, axis=-2) / counts[:, None]  # (..., sq, sk)
+
+
+def request_key(what: str, kind: str, layer: int, head: int) -> str:
+    """Cache key shared with the page (same rule as keyOf in attention_util.js)."""
+    if what in ("sparse", "rollout"):
+        head = MEAN
+    if what == "thumbs":
+        layer = head = MEAN
+    return f"{what}|{kind}|{layer}|{head}"
+
+
+def _did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class AttentionWidget(anywidget.AnyWidget):
+    """Views of one `Attention`. `layer`/`head` use the model's indices; -1 means the average."""
+
+    _esm = _static(*_JS_FILES)
+    _css = _static("attention.css")
+
+    view = t.Unicode("head").tag(sync=True)
+    kind = t.Unicode("self").tag(sync=True)
+    layer = t.Int(0).tag(sync=True)
+    head = t.Int(MEAN).tag(sync=True)
+    heads = t.List(t.Int()).tag(sync=True)  # heads drawn in the head view
+    tokens = t.List(t.Unicode()).tag(sync=True)
+    decoder_tokens = t.List(t.Unicode()).tag(sync=True)
+    segments = t.List(t.Int()).tag(sync=True)
+    info = t.Dict().tag(sync=True)
+    _initial = t.Dict().tag(sync=True)  # {"meta": {...}, "buffers": [bytes, ...]} of the first view
+
+    def __init__(self, attention: Attention, *, view: str = "head", kind: str | None = None,
+                 layer: int | str | None = None, head: int | str | None = None, top_k: int = 16,
+                 thumb_size: int = 32) -> None:
+        self.attention = attention
+        self._top_k, self._thumb = int(top_k), int(thumb_size)
+        self._cache: OrderedDict[str, tuple[dict[str, Any], list[bytes]]] = OrderedDict()
+        kind = attention.check_kind(kind)
+        view = _check_view(view, attention)
+        if layer is None:
+            layer_index = attention.layers[-1 if view == "rollout" else 0]
+        elif layer == "mean":
+            layer_index = MEAN
+        else:
+            layer_index = attention.layers[attention.layer_position(layer)]  # type: ignore[arg-type]
+        head_index = MEAN if head in (None, "mean") else attention.check_head(head)  # type: ignore[arg-type]
+        all_heads = list(range(attention.num_heads))
+        # The first view's data travels in the comm_open state (and so in a saved notebook).
+        meta, buffers = self.payload(_WHAT_FOR_VIEW[view], kind, layer_index, head_index)
+        super().__init__(
+            view=view, kind=kind, layer=layer_index, head=head_index,
+            heads=all_heads if head_index == MEAN else [head_index],
+            tokens=list(attention.tokens), decoder_tokens=list(attention.decoder_tokens or []),
+            segments=[int(s) for s in attention.segments], info=self._info(),
+            _initial={"meta": meta, "buffers": buffers},
+        )
+        self.on_msg(self._on_msg)
+
+    def _info(self) -> dict[str, Any]:
+        a = self.attention
+        return {
+            "layers": a.layers, "num_heads": a.num_heads, "kinds": list(a.kinds), "causal": a.causal,
+            "prompt_length": a.prompt_length, "note": a.note, "model_name": a.model_name,
+            "top_k": self._top_k, "merged": a.merged,
+        }
+
+    # ------------------------------------------------------------------------------ validation
+    @t.validate("view")
+    def _valid_view(self, proposal: Any) -> str:
+        return _check_view(proposal["value"], self.attention, error=t.TraitError)
+
+    @t.validate("kind")
+    def _valid_kind(self, proposal: Any) -> str:
+        try:
+            return self.attention.check_kind(proposal["value"])
+        except AttentionError as err:
+            raise t.TraitError(str(err)) from None
+
+    @t.validate("layer")
+    def _valid_layer(self, proposal: Any) -> int:
+        value, layers = proposal["value"], self.attention.layers
+        if value != MEAN and value not in layers:
+            raise t.TraitError(f"layer {value} is out of range: valid layers are {layers[0]}-"
+                               f"{layers[-1]} (captured: {layers}), or -1 for the average.")
+        return value
+
+    @t.validate("head")
+    def _valid_head(self, proposal: Any) -> int:
+        value, n = proposal["value"], self.attention.num_heads
+        if not MEAN <= value < n:
+            raise t.TraitError(f"head {value} is out of range: valid heads are 0-{n - 1}, "
+                               "or -1 for the average.")
+        return value
+
+    @t.validate("heads")
+    def _valid_heads(self, proposal: Any) -> list[int]:
+        n = self.attention.num_heads
+        bad = [h for h in proposal["value"] if not 0 <= h < n]
+        if bad:
+            raise t.TraitError(f"heads {bad} are out of range: valid heads are 0-{n - 1}.")
+        return sorted(set(proposal["value"]))
+
+    # ------------------------------------------------------------------------------ data for the page
+    def payload(self, what: str, kind: str, layer: int, head: int) -> tuple[dict[str, Any], list[bytes]]:
+        """(meta, buffers) for one request; cached, since the page re-asks after a re-render."""
+        key = request_key(what, kind, layer, head)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        built = self._build(what, kind, layer, head)
+        built[0].update(what=what, kind=kind, layer=layer, head=head, key=key)
+        self._cache[key] = built
+        if len(self._cache) > 48:
+            self._cache.popitem(last=False)
+        return built
+
+    def _build(self, what: str, kind: str, layer: int, head: int) -> tuple[dict[str, Any], list[bytes]]:
+        a = self.attention
+        kind = a.check_kind(kind)
+        lay = None if layer == MEAN else layer
+        if what == "sparse":  # head view: the top-k keys of every query, for every head of one layer
+            w = a.weights[kind]  # (L, H, Tq, Tk)
+            w = w.mean(axis=0) if lay is None else w[a.layer_position(lay)]  # (H, Tq, Tk)
+            idx, val = top_k(w, self._top_k)  # (H, Tq, k) each
+            scales = w.max(axis=(1, 2))  # (H,)
+            codes = _quantize(val, scales[:, None, None])  # (H, Tq, k)
+            meta = {"shape": list(idx.shape), "scales": scales.tolist(), "tk": int(w.shape[-1])}
+            return meta, [idx.astype("<u2").tobytes(), codes.tobytes()]
+        if what in ("dense", "rollout"):  # matrix / rollout / generation views: one full map
+            if what == "rollout":
+                m = a.rollout(kind)[a.layer_position(-1 if lay is None else lay)]  # (T, T)
+            else:
+                m = a.map(lay, None if head == MEAN else head, kind)  # (Tq, Tk)
+            scale = float(m.max())
+            return {"shape": list(m.shape), "scales": [scale]}, [_quantize(m, scale).tobytes()]
+        if what == "thumbs":  # model view: every layer x head at reduced resolution
+            small = downsample(a.weights[kind], self._thumb)  # (L, H, sq, sk)
+            scales = small.max(axis=(2, 3))  # (L, H)
+            meta = {"shape": list(small.shape), "scales": scales.ravel().tolist(),
+                    "entropy": np.round(a.entropy(kind), 4).ravel().tolist()}
+            return meta, [_quantize(small, scales[:, :, None, None]).tobytes()]
+        raise AttentionError(f"unknown request {what!r}; expected sparse, dense, rollout or thumbs.")
+
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "fetch":
+            return
+        req = content.get("id")
+        try:
+            meta, buffers = self.payload(str(content.get("what")), str(content.get("kind")),
+                                         int(content.get("layer", 0)), int(content.get("head", MEAN)))
+        except (AttentionError, ValueError, TypeError) as err:
+            self.send({"type": "error", "id": req, "message": str(err)})
+            return
+        self.send({"type": "data", "id": req, **meta}, buffers=buffers)
+
+
+def _check_view(view: str, attention: Attention, error: type[Exception] = AttentionError) -> str:
+    if view not in VIEWS:
+        raise error(f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}.")
+    if view == "generation" and attention.prompt_length is None:
+        raise error("view 'generation' needs a causal model captured with max_new_tokens=N.")
+    return view
+
+
+def show_attention(model: Any, tokenizer: Any = None, text: str | None = None, *,
+                   text_pair: str | None = None, view: str = "head", layer: int | str | None = None,
+                   head: int | str | None = None, kind: str | None = None, top_k: int = 16,
+                   **capture: Any) -> AttentionWidget:
+    """Capture attention for `text` and return the interactive view (display it, or leave it last in
+    a cell). `model` may also be a saved `Attention` (then no tokenizer or text). `layer`/`head` pick
+    the first map shown ("mean" averages); `capture` goes to `capture_attention` (layers, target,
+    max_new_tokens, truncate)."""
+    if view not in VIEWS:
+        raise AttentionError(f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}.")
+    if isinstance(model, Attention):
+        attention = model
+    else:
+        if tokenizer is None or text is None:
+            raise AttentionError("show_attention(model, tokenizer, text) needs a tokenizer and a text.")
+        if view == "generation" and not capture.get("max_new_tokens"):
+            capture["max_new_tokens"] = 20
+        attention = capture_attention(model, tokenizer, text, text_pair=text_pair, **capture)
+    return AttentionWidget(attention, view=view, kind=kind, layer=layer, head=head, top_k=top_k)

@@ -1,0 +1,184 @@
+// nbkit attention views, part 3 of 4: canvas views of whole maps. The matrix view (also used for
+// rollout) paints one T x T map as an image, one pixel per cell, scaled up by the zoom; the model
+// view is a grid of layer x head thumbnails; the generation view colours the text each generated
+// token attended to. Labels are canvas text or textContent.
+
+function nbkImage(codes, rows, cols) {
+  const img = new ImageData(cols, rows);
+  for (let p = 0; p < rows * cols; p++) img.data.set(NBK_LUT.subarray(codes[p] * 4, codes[p] * 4 + 4), p * 4);
+  const c = document.createElement("canvas");
+  c.width = cols; c.height = rows;
+  c.getContext("2d").putImageData(img, 0, 0);
+  return c;
+}
+
+function nbkMatrixView(host, ctx) {
+  // ctx: {tokQ, tokK, segQ, segK, readout(text)}
+  const tq = ctx.tokQ.length, tk = ctx.tokK.length;
+  const n = Math.max(tq, tk);
+  const box = nbkEl("div", "nbk-matrix-box");
+  const zoomBar = nbkEl("div", "nbk-zoom");
+  const out = nbkEl("button", "nbk-btn", "−"), fit = nbkEl("button", "nbk-btn", "fit");
+  const inn = nbkEl("button", "nbk-btn", "+"), zoomLabel = nbkEl("span", "nbk-muted");
+  zoomBar.append(out, fit, inn, zoomLabel);
+  const wrap = nbkEl("div", "nbk-matrix");
+  const canvas = nbkEl("canvas", "nbk-heat");
+  wrap.appendChild(canvas);
+  box.append(zoomBar, wrap);
+  host.appendChild(box);
+  const g = canvas.getContext("2d");
+  const fitCell = Math.max(1, Math.floor(520 / n));
+  const maxCell = Math.max(fitCell, Math.floor(8000 / n));
+  let cell = fitCell, data = null, image = null, hover = null;
+
+  function margins() {
+    return cell >= 9 ? { x: 96, y: 80 } : { x: 8, y: 8 };
+  }
+
+  function draw() {
+    const m = margins();
+    const w = m.x + tk * cell, h = m.y + tq * cell;
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    g.clearRect(0, 0, w, h);
+    zoomLabel.textContent = ` ${cell}px per cell`;
+    if (!image) return;
+    g.imageSmoothingEnabled = false;
+    g.drawImage(image, m.x, m.y, tk * cell, tq * cell);
+    // segment strips along both axes
+    for (let i = 0; i < tq; i++) { g.fillStyle = NBK_SEG_COLORS[ctx.segQ[i] ?? 0]; g.fillRect(m.x - 5, m.y + i * cell, 4, cell); }
+    for (let j = 0; j < tk; j++) { g.fillStyle = NBK_SEG_COLORS[ctx.segK[j] ?? 0]; g.fillRect(m.x + j * cell, m.y - 5, cell, 4); }
+    if (cell >= 9) {
+      g.fillStyle = getComputedStyle(host).color || "#222";
+      g.font = `${Math.min(12, cell)}px sans-serif`;
+      g.textAlign = "right"; g.textBaseline = "middle";
+      for (let i = 0; i < tq; i++) g.fillText(ctx.tokQ[i].slice(0, 14), m.x - 8, m.y + (i + 0.5) * cell, m.x - 10);
+      for (let j = 0; j < tk; j++) {
+        g.save();
+        g.translate(m.x + (j + 0.5) * cell, m.y - 8);
+        g.rotate(-Math.PI / 3);
+        g.textAlign = "left";
+        g.fillText(ctx.tokK[j].slice(0, 14), 0, 0, m.y);
+        g.restore();
+      }
+    }
+    if (hover) {
+      g.strokeStyle = "#d62728";
+      g.lineWidth = 1;
+      g.strokeRect(m.x + 0.5, m.y + hover.i * cell + 0.5, tk * cell - 1, cell);
+      g.strokeRect(m.x + hover.j * cell + 0.5, m.y + 0.5, cell, tq * cell - 1);
+    }
+  }
+
+  function onMove(ev) {
+    if (!data) return;
+    const r = canvas.getBoundingClientRect(), m = margins();
+    const j = Math.floor((ev.clientX - r.left - m.x) / cell), i = Math.floor((ev.clientY - r.top - m.y) / cell);
+    const inside = i >= 0 && j >= 0 && i < tq && j < tk;
+    if (!inside) { if (hover) { hover = null; draw(); ctx.readout(""); } return; }
+    if (hover && hover.i === i && hover.j === j) return;
+    nbkTimed("hover", () => {
+      hover = { i, j };
+      const v = (data.codes[i * tk + j] / 255) * data.scales[0];
+      ctx.readout(`${i} “${ctx.tokQ[i]}” → ${j} “${ctx.tokK[j]}”: ${v.toFixed(4)}`);
+      draw();
+    });
+  }
+  const onLeave = () => { hover = null; draw(); ctx.readout(""); };
+  const setCell = (c) => { cell = Math.min(maxCell, Math.max(1, c)); draw(); };
+  const onWheel = (ev) => {
+    if (!ev.ctrlKey && !ev.metaKey) return;
+    ev.preventDefault();
+    setCell(ev.deltaY < 0 ? cell * 2 : Math.floor(cell / 2));
+  };
+  out.onclick = () => setCell(Math.floor(cell / 2));
+  inn.onclick = () => setCell(cell * 2);
+  fit.onclick = () => setCell(fitCell);
+  canvas.addEventListener("mousemove", onMove);
+  canvas.addEventListener("mouseleave", onLeave);
+  wrap.addEventListener("wheel", onWheel, { passive: false });
+
+  return {
+    setData(d) { data = d; image = nbkImage(d.codes, d.shape[0], d.shape[1]); draw(); },
+    destroy() { wrap.removeEventListener("wheel", onWheel); box.remove(); },
+  };
+}
+
+function nbkModelView(host, ctx) {
+  // ctx: {layers, readout(text), pick(layer, head)}
+  const box = nbkEl("div", "nbk-model");
+  host.appendChild(box);
+  return {
+    setData(d) {
+      box.replaceChildren();
+      const [L, H, sq, sk] = d.shape;
+      const grid = nbkEl("div", "nbk-model-grid");
+      grid.style.gridTemplateColumns = `auto repeat(${H}, 56px)`;
+      grid.appendChild(nbkEl("div", "nbk-muted", ""));
+      for (let h = 0; h < H; h++) {
+        const lab = nbkEl("div", "nbk-model-head", `h${h}`);
+        lab.style.color = nbkHeadColor(h);
+        grid.appendChild(lab);
+      }
+      for (let l = 0; l < L; l++) {
+        grid.appendChild(nbkEl("div", "nbk-model-layer", `layer ${ctx.layers[l]}`));
+        for (let h = 0; h < H; h++) {
+          const start = (l * H + h) * sq * sk;
+          const c = nbkImage(d.codes.subarray(start, start + sq * sk), sq, sk);
+          c.className = "nbk-thumb";
+          c.title = `layer ${ctx.layers[l]}, head ${h}: click to open`;
+          c.addEventListener("mouseenter", () => nbkTimed("hover", () => ctx.readout(
+            `layer ${ctx.layers[l]}, head ${h}: mean entropy ${d.meta.entropy[l * H + h].toFixed(2)} nats`)));
+          c.addEventListener("click", () => ctx.pick(ctx.layers[l], h));
+          grid.appendChild(c);
+        }
+      }
+      box.appendChild(grid);
+    },
+    destroy() { box.remove(); },
+  };
+}
+
+function nbkGenerationView(host, ctx) {
+  // ctx: {tokQ, promptLength, readout(text)}
+  const T = ctx.tokQ.length, p0 = ctx.promptLength;
+  const box = nbkEl("div", "nbk-gen");
+  const bar = nbkEl("label", "nbk-muted", "generated token ");
+  const slider = nbkEl("input");
+  slider.type = "range"; slider.min = String(p0); slider.max = String(T - 1); slider.value = String(p0);
+  bar.appendChild(slider);
+  const text = nbkEl("div", "nbk-gen-text");
+  const spans = ctx.tokQ.map((s, i) => {
+    const e = nbkEl("span", i < p0 ? "nbk-gen-tok" : "nbk-gen-tok nbk-gen-new", s);
+    e.dataset.i = String(i);
+    return text.appendChild(e);
+  });
+  box.append(bar, text);
+  host.appendChild(box);
+  let data = null;
+
+  function show(step) {
+    if (!data) return;
+    const row = step * T, scale = data.scales[0];
+    let max = 0;
+    for (let j = 0; j <= step; j++) max = Math.max(max, data.codes[row + j]);
+    spans.forEach((e, j) => {
+      const c = j <= step ? data.codes[row + j] : 0;
+      e.style.background = j < step && c ? `rgba(214, 39, 40, ${(0.85 * c) / (max || 1)})` : "";
+      e.classList.toggle("nbk-focus", j === step);
+      e.classList.toggle("nbk-future", j > step);
+    });
+    ctx.readout(`step ${step - p0 + 1} of ${T - p0}: “${ctx.tokQ[step]}” (darker = more attention; max ${((max / 255) * scale).toFixed(3)})`);
+  }
+  slider.addEventListener("input", () => nbkTimed("select", () => show(Number(slider.value))));
+  text.addEventListener("mouseover", (ev) => {
+    const i = Number(ev.target.dataset && ev.target.dataset.i);
+    if (ev.target.classList.contains("nbk-gen-new") && i !== Number(slider.value)) {
+      slider.value = String(i);
+      nbkTimed("hover", () => show(i));
+    }
+  });
+  return {
+    setData(d) { data = d; show(Number(slider.value)); },
+    destroy() { box.remove(); },
+  };
+}

@@ -1,0 +1,53 @@
+"""nbkit.compare over live and reloaded runs, and the standalone report."""
+
+from __future__ import annotations
+
+import re
+
+import datasets
+import pytest
+
+import nbkit
+from nbkit.testing import random_texts, tiny_bert
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    ds = datasets.Dataset.from_dict({"text": random_texts(32), "label": [i % 2 for i in range(32)]})
+    runs = []
+    for lr in (1e-3, 1e-5):
+        model, tok = tiny_bert()
+        runs.append(nbkit.fit(model, ds, ds, tokenizer=tok, lr=lr, epochs=2, batch_size=8, metrics=["accuracy"],
+                              name="<b>sweep</b>", run_dir=root / f"lr{lr}", progress=False))
+    return runs
+
+
+def test_compare_overlays_runs_and_lists_config_differences(two_runs):
+    live, finished = two_runs
+    cmp = nbkit.compare([live, finished.run_dir], metric="eval_loss")
+    assert len(cmp.figure.data) == 2
+    assert list(cmp.table.columns) == ["status", "lr", "final eval_loss", "best eval_loss"]
+    assert sorted(cmp.table["lr"]) == [1e-5, 1e-3]
+    assert cmp.table["best eval_loss"].iloc[0] == pytest.approx(live.history["eval_loss"].min())
+    html_table = cmp.table_html()
+    assert "<b>sweep</b>" not in html_table and "&lt;b&gt;sweep&lt;/b&gt;" in html_table
+    assert all("<b>" not in t.name for t in cmp.figure.data)
+
+
+def test_compare_unknown_metric_suggests_one(two_runs):
+    with pytest.raises(ValueError, match="did you mean 'eval_accuracy'"):
+        nbkit.compare(two_runs, metric="eval_acc")
+    with pytest.raises(TypeError, match="Run objects or run directories"):
+        nbkit.compare([42])
+
+
+def test_report_is_standalone_html_with_escaped_names(two_runs):
+    run = two_runs[0]
+    path = run.report()
+    page = path.read_text()
+    assert path == run.run_dir / "report.html"
+    assert re.findall(r"<script[^>]*\ssrc=", page) == []  # plotly.js is embedded, nothing is fetched
+    assert len(page) > 1_000_000  # the embedded plotly.js bundle
+    assert "<h1>&lt;b&gt;sweep&lt;/b&gt;</h1>" in page
+    assert "eval_accuracy" in page
