@@ -3,18 +3,20 @@
 Same model (a random 4-layer BERT, hidden 128, 4 heads, intermediate 512, built from one seed), same
 pre-tokenized data with long-tailed lengths (lognormal, clipped to 4..250 tokens), batch size 16,
 one epoch of `--steps` optimizer steps, AdamW at 5e-5 with a linear schedule and clipping at 1.0.
-Every configuration runs `--repeats` times, interleaved, after one unmeasured warm-up round; the
-table shows medians.
+Every configuration runs `--repeats` times, interleaved (the order reverses every round), after one
+unmeasured warm-up round; the table shows medians.
 
-Two speeds per configuration:
-- steady: samples/s between the end of step `--warmup-steps` and the end of the last step
-  (nbkit: the StepEnd events' `elapsed`; the others: a timestamp after each optimizer step).
-- wall: samples/s over the whole call (building the loader/Trainer, training, and for nbkit its one
-  end-of-run checkpoint, whose time is shown separately as "ckpt s").
+Speeds per configuration (samples/s):
+- steady: from the end of step `--warmup-steps` to the end of the last step. nbkit's wall times
+  are its StepEnd events' `elapsed`; the others take a timestamp after each optimizer step.
+- steady CPU: the same window in process CPU time. On a shared machine other processes steal wall
+  time, not CPU time, so with one torch thread this is the steadier number; ratios use it.
+- wall: the whole call (building the loader/Trainer, training, and for nbkit its one end-of-run
+  checkpoint, whose time is shown as "ckpt s"). Model construction is outside every timer.
 
-Every configuration pads with a collator wrapped in the same counter, so the padding fraction
-(pad tokens / all tokens) is measured on the batches actually trained on. Progress bars (nbkit's
-and Trainer's tqdm) write to an in-memory buffer.
+All configurations pad through the same counting wrapper around their collator, so the padding
+fraction (pad tokens / all tokens) is measured on the batches actually trained on. nbkit runs with
+its progress bar and metrics.jsonl on; progress bars (nbkit's and Trainer's) write to a buffer.
 
     .venv/bin/python benchmarks/bench_loop.py                 # the README table
     .venv/bin/python benchmarks/bench_loop.py --quick         # a smoke run of a few seconds
@@ -100,13 +102,19 @@ class CountingCollator:
         return self.total / self.rows if self.rows else float("nan")
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 # -- the three loops -------------------------------------------------------------------------------
+# Each returns per-step end stamps `wall_ends` and `cpu_ends`, whole-call `wall`/`cpu` seconds,
+# padding statistics, checkpoint seconds and the mean loss (a sanity check that all three train).
 
 def run_bare(model, data, tokenizer, steps: int, seed: int, workdir: Path) -> dict:
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding, get_scheduler
 
-    t_start = time.perf_counter()
+    w0, c0 = _clock()
     collator = CountingCollator(DataCollatorWithPadding(tokenizer))
     loader = DataLoader(data, batch_size=BATCH, shuffle=True, collate_fn=collator,
                         generator=torch.Generator().manual_seed(seed))
@@ -114,7 +122,7 @@ def run_bare(model, data, tokenizer, steps: int, seed: int, workdir: Path) -> di
     sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
     torch.manual_seed(seed)
     model.train()
-    ends, losses = [], []
+    wall_ends, cpu_ends, losses = [], [], []
     for batch in loader:
         loss = model(**batch).loss
         loss.backward()
@@ -123,25 +131,32 @@ def run_bare(model, data, tokenizer, steps: int, seed: int, workdir: Path) -> di
         sched.step()
         opt.zero_grad()
         losses.append(loss.detach())
-        ends.append(time.perf_counter())
-        if len(ends) == steps:
+        w, c = _clock()
+        wall_ends.append(w)
+        cpu_ends.append(c)
+        if len(wall_ends) == steps:
             break
-    wall = time.perf_counter() - t_start
-    return {"ends": ends, "wall": wall, "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
+    w1, c1 = _clock()
+    return {"wall_ends": wall_ends, "cpu_ends": cpu_ends, "wall": w1 - w0, "cpu": c1 - c0,
+            "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
             "loss": float(torch.stack(losses).mean())}
 
 
 def run_trainer(model, data, tokenizer, steps: int, seed: int, workdir: Path, group: bool) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-    ends: list[float] = []
+    wall_ends: list[float] = []
+    cpu_ends: list[float] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            ends.append(time.perf_counter())
+            w, c = _clock()
+            wall_ends.append(w)
+            cpu_ends.append(c)
 
-    t_start = time.perf_counter()
+    w0, c0 = _clock()
     collator = CountingCollator(DataCollatorWithPadding(tokenizer))
+    # Trainer's defaults otherwise (e.g. optim="adamw_torch_fused", logging every 500 steps).
     args = TrainingArguments(
         output_dir=str(workdir / "trainer"), per_device_train_batch_size=BATCH, max_steps=steps,
         learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, weight_decay=0.0,
@@ -149,11 +164,12 @@ def run_trainer(model, data, tokenizer, steps: int, seed: int, workdir: Path, gr
         train_sampling_strategy="group_by_length" if group else "random",
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
-                      processing_class=tokenizer, callbacks=[StepClock()])
+                      callbacks=[StepClock()])
     out = trainer.train()
-    wall = time.perf_counter() - t_start
+    w1, c1 = _clock()
     assert trainer.state.global_step == steps
-    return {"ends": ends, "wall": wall, "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
+    return {"wall_ends": wall_ends, "cpu_ends": cpu_ends, "wall": w1 - w0, "cpu": c1 - c0,
+            "pad": collator.pad_fraction, "width": collator.width, "ckpt": 0.0,
             "loss": out.training_loss}
 
 
@@ -161,21 +177,29 @@ def run_nbkit(model, data, tokenizer, steps: int, seed: int, workdir: Path, grou
     from nbkit import fit
     from nbkit.train.batching import PadCollator
 
-    t_start = time.perf_counter()
+    cpu_ends: list[float] = []
+
+    def cpu_clock(event, run):
+        if event.kind == "step":
+            cpu_ends.append(time.process_time())
+
+    w0, c0 = _clock()
     collator = CountingCollator(PadCollator(tokenizer.pad_token_id))  # what fit builds itself
     run = fit(model, data, tokenizer=tokenizer, collate_fn=collator, epochs=1, max_steps=steps, lr=LR,
               batch_size=BATCH, scheduler="linear", warmup=0.0, max_grad_norm=1.0, seed=seed,
               group_by_length=None if group else False, progress=True, precision="fp32",
+              callbacks=[cpu_clock],
               run_dir=workdir / f"nbkit-{'group' if group else 'plain'}-{time.monotonic_ns()}")
-    wall = time.perf_counter() - t_start
-    steps_ev = [e for e in run.events if e.kind == "step"]
+    w1, c1 = _clock()
+    step_events = [e for e in run.events if e.kind == "step"]
     ckpt = [e for e in run.events if e.kind == "checkpoint"]
-    assert run.status == "finished" and len(steps_ev) == steps, run
-    assert (run.run_dir / "metrics.jsonl").exists()
+    assert run.status == "finished" and len(step_events) == steps, run
+    assert len((run.run_dir / "metrics.jsonl").read_text().splitlines()) == len(run.events)
     # Checkpoint time: from the last step's event to the CheckpointSaved event (wall-clock stamps).
-    ckpt_s = ckpt[-1].time - steps_ev[-1].time if ckpt else 0.0
-    return {"ends": [e.elapsed for e in steps_ev], "wall": wall, "pad": collator.pad_fraction, "width": collator.width,
-            "ckpt": ckpt_s, "loss": float(np.mean([e.loss for e in steps_ev]))}
+    ckpt_s = ckpt[-1].time - step_events[-1].time if ckpt else 0.0
+    return {"wall_ends": [e.elapsed for e in step_events], "cpu_ends": cpu_ends, "wall": w1 - w0,
+            "cpu": c1 - c0, "pad": collator.pad_fraction, "width": collator.width, "ckpt": ckpt_s,
+            "loss": float(np.mean([e.loss for e in step_events]))}
 
 
 def run_config(name: str, data, tokenizer, steps: int, seed: int, workdir: Path) -> dict:
@@ -195,8 +219,8 @@ def run_config(name: str, data, tokenizer, steps: int, seed: int, workdir: Path)
 
 def steady_rate(ends: list[float], warmup: int) -> float:
     """Samples/s from the end of step `warmup` to the end of the last step."""
-    w = min(warmup, len(ends) - 1)
-    return BATCH * (len(ends) - w) / (ends[-1] - ends[w - 1]) if w >= 1 else BATCH * len(ends) / ends[-1]
+    w = max(1, min(warmup, len(ends) - 1))
+    return BATCH * (len(ends) - w) / (ends[-1] - ends[w - 1])
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -204,8 +228,8 @@ def steady_rate(ends: list[float], warmup: int) -> float:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=160, help="optimizer steps per run (one epoch)")
-    p.add_argument("--repeats", type=int, default=3, help="measured runs per configuration")
-    p.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the steady rate")
+    p.add_argument("--repeats", type=int, default=5, help="measured runs per configuration")
+    p.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the steady rates")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
@@ -213,6 +237,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     a = p.parse_args(argv)
     if a.quick:
         a.steps, a.repeats, a.warmup_steps = min(a.steps, 12), 1, 2
+    if a.steps < 2:
+        p.error("--steps must be at least 2")
     configs = [c for c in a.configs.split(",") if c]
     unknown = set(configs) - set(CONFIGS)
     if unknown:
@@ -230,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     lengths = np.array([len(x) for x in data["input_ids"]])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(data)} examples, token "
           f"lengths median {int(np.median(lengths))}, p90 {int(np.percentile(lengths, 90))}, max "
-          f"{lengths.max()}; batch {BATCH}, {a.steps} steps, {a.repeats} repeats, steady rate after "
+          f"{lengths.max()}; batch {BATCH}, {a.steps} steps, {a.repeats} repeats, steady rates after "
           f"step {a.warmup_steps}", flush=True)
 
     results: dict[str, list[dict]] = {c: [] for c in configs}
@@ -240,27 +266,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             for name in configs:
                 run_config(name, data.select(range(BATCH * 8)), tokenizer, 8, a.seed, workdir)
         for rep in range(a.repeats):
-            order = configs if rep % 2 == 0 else configs[::-1]  # interleave, alternating order
+            order = configs if rep % 2 == 0 else configs[::-1]
             for name in order:
                 r = run_config(name, data, tokenizer, a.steps, a.seed, workdir)
-                r["steady"] = steady_rate(r["ends"], a.warmup_steps)
+                r["steady"] = steady_rate(r["wall_ends"], a.warmup_steps)
+                r["steady_cpu"] = steady_rate(r["cpu_ends"], a.warmup_steps)
                 r["wall_rate"] = BATCH * a.steps / r["wall"]
+                r["cpu_rate"] = BATCH * a.steps / r["cpu"]
                 results[name].append(r)
-                print(f"  rep {rep + 1} {name:14s} steady {r['steady']:7.1f}/s  wall {r['wall']:6.2f} s  "
+                print(f"  rep {rep + 1} {name:14s} steady {r['steady']:6.1f}/s  steady CPU "
+                      f"{r['steady_cpu']:6.1f}/s  wall {r['wall']:6.2f} s  CPU {r['cpu']:6.2f} s  "
                       f"pad {r['pad']:.3f}  loss {r['loss']:.4f}", flush=True)
 
-    summary = {}
-    for name, rs in results.items():
-        summary[name] = {
-            "steady": statistics.median(r["steady"] for r in rs),
-            "wall_rate": statistics.median(r["wall_rate"] for r in rs),
-            "wall": statistics.median(r["wall"] for r in rs),
-            "pad": statistics.median(r["pad"] for r in rs),
-            "computed_tokens": statistics.median(r["steady"] * r["width"] for r in rs),
-            "ckpt": statistics.median(r["ckpt"] for r in rs),
-            "spread": (max(r["steady"] for r in rs) - min(r["steady"] for r in rs))
-            / statistics.median(r["steady"] for r in rs),
-        }
+    summary = {name: summarize(rs) for name, rs in results.items()}
     print()
     print(table(summary))
     print()
@@ -268,27 +286,35 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     return summary
 
 
+def summarize(rs: list[dict]) -> dict[str, float]:
+    med = {k: statistics.median(r[k] for r in rs)
+           for k in ("steady", "steady_cpu", "wall_rate", "cpu_rate", "wall", "pad", "ckpt")}
+    med["computed_tokens"] = statistics.median(r["steady_cpu"] * r["width"] for r in rs)
+    cpu = [r["steady_cpu"] for r in rs]
+    med["spread"] = (max(cpu) - min(cpu)) / med["steady_cpu"]
+    return med
+
+
 def table(s: dict[str, dict[str, float]]) -> str:
-    head = ("| config | steady samples/s | spread | wall samples/s | wall s | ckpt s | pad fraction "
-            "| steady padded tokens/s |")
-    rows = [head, "|" + "---|" * 8]
+    rows = ["| config | steady | steady CPU | (spread) | wall | wall CPU | wall s | ckpt s | pad fraction "
+            "| padded tokens/CPU s |", "|" + "---|" * 10]
     for name, v in s.items():
-        rows.append(f"| {name} | {v['steady']:.1f} | {v['spread'] * 100:.0f}% | {v['wall_rate']:.1f} | "
-                    f"{v['wall']:.2f} | {v['ckpt']:.2f} | {v['pad']:.3f} | "
-                    f"{v['computed_tokens']:.0f} |")
+        rows.append(f"| {name} | {v['steady']:.1f} | {v['steady_cpu']:.1f} | {v['spread'] * 100:.0f}% | "
+                    f"{v['wall_rate']:.1f} | {v['cpu_rate']:.1f} | {v['wall']:.2f} | {v['ckpt']:.2f} | "
+                    f"{v['pad']:.3f} | {v['computed_tokens']:.0f} |")
     return "\n".join(rows)
 
 
 def ratios(s: dict[str, dict[str, float]]) -> str:
     wanted = [("nbkit", "bare", 0.97), ("nbkit", "trainer", 1.0), ("trainer+group", "bare", None),
               ("nbkit+group", "trainer+group", 1.0), ("nbkit+group", "bare", None)]
-    lines = ["| ratio | steady | wall | target |", "|---|---|---|---|"]
+    lines = ["| ratio | steady CPU | steady | wall | wall CPU | target (steady CPU) |", "|---|---|---|---|---|---|"]
     for a, b, target in wanted:
         if a in s and b in s:
-            steady = s[a]["steady"] / s[b]["steady"]
-            wall = s[a]["wall_rate"] / s[b]["wall_rate"]
-            mark = "" if target is None else f">= {target:.2f} " + ("ok" if steady >= target else "MISSED")
-            lines.append(f"| {a} / {b} | {steady:.3f} | {wall:.3f} | {mark} |")
+            r = {k: s[a][k] / s[b][k] for k in ("steady_cpu", "steady", "wall_rate", "cpu_rate")}
+            mark = "" if target is None else f">= {target:.2f} " + ("ok" if r["steady_cpu"] >= target else "MISSED")
+            lines.append(f"| {a} / {b} | {r['steady_cpu']:.3f} | {r['steady']:.3f} | {r['wall_rate']:.3f} | "
+                         f"{r['cpu_rate']:.3f} | {mark} |")
     return "\n".join(lines)
 
 

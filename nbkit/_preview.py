@@ -10,14 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return isinstance(value, list) and all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return isinstance(value, (str, int, float, bool, type(None)))
+
+
 def printable_config(cfg: Any) -> dict[str, Any]:
-    """The config as YAML-safe data: objects from the notebook become "<TypeName>", as in config.yaml."""
+    """The config as YAML-safe data: objects from the notebook become "<TypeName>" as in config.yaml,
+    metric functions their name."""
     out = {}
     for key, value in cfg.__dict__.items():
-        if isinstance(value, list):
-            value = [v if isinstance(v, (str, int, float, bool)) else getattr(v, "__name__", repr(v))
-                     for v in value]
-        elif not isinstance(value, (str, int, float, bool, type(None))):
+        if key == "metrics":
+            value = [v if isinstance(v, str) else getattr(v, "__name__", repr(v)) for v in value]
+        elif not _plain(value):
             value = f"<{type(value).__name__}>"
         out[key] = value
     return out

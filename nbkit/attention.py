@@ -143,9 +143,13 @@ class Attention:
 
     def entropy(self, kind: str | None = None) -> np.ndarray:
         """(L, H): mean over query rows of each row's entropy in nats (0 = attends to one token)."""
-        w = self.weights[self.check_kind(kind)].astype(np.float64)  # (L, H, Tq, Tk)
-        logs = np.log(np.where(w > 0, w, 1.0))  # 0 * log 0 counts as 0
-        return (-(w * logs).sum(axis=-1)).mean(axis=-1).astype(np.float32)  # (L, H)
+        w = self.weights[self.check_kind(kind)]  # (L, H, Tq, Tk)
+        out = np.empty(w.shape[:2], dtype=np.float32)  # (L, H)
+        for pos, layer in enumerate(w):  # one layer at a time keeps the temporaries small
+            logs = np.zeros_like(layer)  # (H, Tq, Tk)
+            np.log(layer, out=logs, where=layer > 0)  # 0 * log 0 counts as 0
+            out[pos] = -np.einsum("hqk,hqk->hq", layer, logs).mean(axis=-1)
+        return out
 
     def head_scores(self, kind: str | None = None) -> dict[str, np.ndarray]:
         """Per-head behaviour scores, each (L, H) and averaged over query rows:
@@ -324,8 +328,13 @@ def capture_attention(
             "pass one loaded with nbkit.load_model or from_pretrained."
         )
     encdec = bool(getattr(config, "is_encoder_decoder", False))
+    if max_new_tokens and not encdec and not model.can_generate():
+        raise AttentionError(
+            f"max_new_tokens needs a model that can generate; {type(model).__name__} cannot. "
+            "Load it with task='causal-lm' (or leave max_new_tokens unset)."
+        )
 
-    full = tokenizer(text, text_pair) if text_pair is not None else tokenizer(text)
+    full = tokenizer(text, text_pair, verbose=False)
     length, limit, note = len(full["input_ids"]), _max_length(model, tokenizer), ""
     if limit is not None and length > limit:
         if not truncate:
@@ -387,7 +396,7 @@ def capture_attention(
         raise AttentionError(f"layers is empty; pick some of 0-{total - 1}.")
     weights = {kind: _stack(m, keep) for kind, m in maps.items() if m}  # kind -> (L, H, Tq, Tk)
     first = weights.get("self")
-    causal = first is not None and first.shape[-1] > 1 and not np.triu(first, k=1).any()
+    causal = first is not None and first.shape[-1] > 1 and not np.triu(first[0], k=1).any()  # layer 0 suffices
     if prompt_length is not None:
         # Generated positions have no word ids from the tokenizer: number them after the prompt's words.
         top = max([w for w in word_ids if w is not None], default=-1)

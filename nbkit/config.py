@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,9 +111,13 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
         except ValueError:
             _fail(key, value, meta)
     if key in ("model", "data") and not isinstance(value, str):
+        if isinstance(value, (bool, int, float)):
+            _fail(key, value, meta)
         return value  # an object from the user's namespace ($df, $model); the loaders check it
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        _fail(key, value, meta)
     if kind is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -1,4 +1,4 @@
-"""Turn any text data source into one shape: a ``DatasetDict`` with ``train``, ``eval`` (``test``).
+"""Turn any text data source into one shape: a ``DatasetDict`` with train/eval (and test) splits.
 
 ``load_data`` reads paths, hub names, the bundled sample, DataFrames, lists and ``datasets`` objects
 and standardizes columns (``text``, ``text_pair``, ``label``), so models.py and train/ never look at
@@ -15,6 +15,7 @@ import importlib.resources
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,15 +31,8 @@ __all__ = ["DataError", "label_names", "load_data", "sample_data"]
 SAMPLES: dict[str, list[str]] = {"sentiment": ["negative", "positive"]}
 
 # Split aliases in priority order: when a source has both "validation" and "dev", the first wins.
-_SPLITS = {
-    "train": "train",
-    "test": "test",
-    "eval": "eval",
-    "validation": "eval",
-    "valid": "eval",
-    "val": "eval",
-    "dev": "eval",
-}
+_SPLITS = {"train": "train", "test": "test"}
+_SPLITS |= dict.fromkeys(("eval", "validation", "valid", "val", "dev"), "eval")
 _READABLE = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 # A missing "x.xlsx" is a typo'd path, not a hub name; hub names such as "org/data-2.5" have dots too.
 _PATH_SUFFIXES = {*_READABLE, ".txt", ".xlsx", ".xls", ".gz", ".zip", ".arrow", ".pkl", ".feather"}
@@ -259,9 +253,11 @@ def _check_args(text: Any, label: Any, text_pair: Any, eval_split: Any) -> dict[
             raise DataError(f"{k}= must be a column name (a str), got {v!r}")
     if len(set(cols.values())) < len(cols):
         raise DataError(f"text, text_pair and label must be different columns, got {cols}")
-    fraction = isinstance(eval_split, float) and 0 <= eval_split < 1
-    count = isinstance(eval_split, int) and not isinstance(eval_split, bool) and eval_split >= 0
-    if not (fraction or count):
+    ok = isinstance(eval_split, numbers.Real) and not isinstance(eval_split, bool)
+    if ok:  # a count (any int >= 0) or a fraction in [0, 1)
+        value = float(eval_split)
+        ok = value >= 0 if isinstance(eval_split, numbers.Integral) else 0 <= value < 1
+    if not ok:
         raise DataError(
             f"eval_split must be a fraction in (0, 1), a row count, or 0 for no eval "
             f"split; got {eval_split!r}"
@@ -442,7 +438,11 @@ def _carve(train: Any, eval_split: float | int, seed: int) -> tuple[Any, Any]:
     import numpy as np
 
     n = len(train)
-    k = eval_split if isinstance(eval_split, int) else max(1, round(n * eval_split))
+    k = (
+        int(eval_split)
+        if isinstance(eval_split, numbers.Integral)
+        else max(1, round(n * eval_split))
+    )
     if k >= n:
         raise DataError(
             f"eval_split={eval_split!r} leaves no training rows (train has {n}); use "

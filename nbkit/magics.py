@@ -44,15 +44,11 @@ Config keys:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user asked for something impossible", not a bug."""
     from .config import ConfigError
+    from .data import DataError
     from .models import ModelError
-    from .train.batching import DataError
+    from .train.batching import DataError as BatchError  # fit's own checks of the data
 
-    errors: list[type[BaseException]] = [ConfigError, ModelError, DataError]
-    with contextlib.suppress(ImportError):
-        from .data import DataError as LoadDataError
-
-        errors.append(LoadDataError)
-    return tuple(errors)
+    return (ConfigError, DataError, ModelError, BatchError)
 
 
 @contextlib.contextmanager
@@ -114,9 +110,11 @@ def parse_body(cell: str, namespace: dict[str, Any], hidden: Any = ()) -> dict[A
                          f"not a {type(config).__name__}: {cell.strip()[:60]!r}")
     out = {}
     for key, value in config.items():
-        if key in ("model", "data") and value is not None and not isinstance(value, str):
-            # resolve_config lets objects through for these keys ($df, $model); from YAML only a name
-            # or a path makes sense, and a number or list would otherwise fail deep in the loaders.
+        if (key == "model" and value is not None and not isinstance(value, str)) or (
+                key == "data" and isinstance(value, (bool, int, float))):
+            # resolve_config lets objects through for these keys ($df, $model) and leaves them to the
+            # loaders. From YAML a model can only be a name or path (a number or list would fail deep
+            # in prepare with a TypeError); data may also be rows (a list of dicts) or columns.
             raise UsageError(f"{key!r} must be a name or a path, or $variable for an object in the "
                              f"notebook; got {value!r}")
         if isinstance(value, str) and value.startswith("$"):
@@ -140,6 +138,11 @@ def _help_argument(func):
 @magics_class
 class NbkitMagics(Magics):
     """nbkit's magics; `%load_ext nbkit` registers them."""
+
+    @property
+    def _ns(self) -> dict[str, Any]:
+        assert self.shell is not None  # set by register_magics
+        return self.shell.user_ns
 
     @magic_arguments()
     @_help_argument
@@ -165,8 +168,8 @@ class NbkitMagics(Magics):
             _print_help(self.finetune)
             return None
         out = _var_name(args.out)
-        shell = self.shell
-        config = parse_body(cell, shell.user_ns, shell.user_ns_hidden) if cell is not None else {}
+        hidden = getattr(self.shell, "user_ns_hidden", {})  # IPython's own names (In, Out, exit...)
+        config = parse_body(cell, self._ns, hidden) if cell is not None else {}
         if args.resume is not None:
             return self._resume(args, out, config)
         if cell is None:
@@ -210,7 +213,7 @@ class NbkitMagics(Magics):
         """Store the Run in the notebook and show its one-line summary (no Out[] echo)."""
         from IPython.display import display
 
-        self.shell.user_ns[out] = run
+        self._ns[out] = run
         display(run)
 
     @magic_arguments()
@@ -236,7 +239,7 @@ class NbkitMagics(Magics):
 
         with _as_usage_error():
             pair = load_model(args.name, task=args.task)
-        self.shell.user_ns[out] = pair
+        self._ns[out] = pair
         _show(model_summary(pair[0]))
 
     @magic_arguments()

@@ -206,7 +206,10 @@ def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
 
     model, tok = tiny_bert()
     ds = datasets.Dataset.from_dict({"text": random_texts(32), "label": [i % 2 for i in range(32)]})
-    ip = start_ipython()  # a real shell, so display() goes through its display publisher
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    # a real shell, so display() goes through its display publisher (None if already started)
+    ip = start_ipython() or TerminalInteractiveShell.instance()
     # a terminal shell formats text/plain only; a kernel formats every type, as here
     active = ip.display_formatter.active_types
     ip.display_formatter.active_types = ip.display_formatter.format_types

@@ -19,6 +19,10 @@ CORE_MODULES = [
     "nbkit.integrations",
     "nbkit.runs",
     "nbkit.devices",
+    "nbkit.data",
+    "nbkit._preview",
+    "nbkit.series",
+    "nbkit.train.lr_find",
 ]
 
 UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly"]

@@ -17,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
+from IPython.terminal.interactiveshell import TerminalInteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
@@ -29,7 +30,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    # start_ipython() returns the shell only on its first call in the process (another test module
+    # may have made it); the singleton instance is that same shell.
+    shell = start_ipython() or TerminalInteractiveShell.instance()
     shell.run_line_magic("load_ext", "nbkit")
     return shell
 
@@ -234,6 +237,13 @@ def test_dry_run_with_notebook_variables(ip, tiny_bert_dir, tiny_csv, cwd):
     assert files_under(cwd) == set()
 
 
+def test_dry_run_with_inline_rows(ip, tiny_bert_dir, cwd):
+    rows = "".join(f"\n  - {{text: {w} film, label: {w}}}" for w in ["good", "bad"] * 3)
+    config, cap = dry_run(ip, f"model: {tiny_bert_dir}\neval_split: 0\ndata:{rows}")
+    assert config["data"][:2] == [{"text": "good film", "label": "good"}, {"text": "bad film", "label": "bad"}]
+    assert "# data: train 6 rows" in cap.stdout
+
+
 def test_same_yaml_resolves_equal_in_magic_python_and_cli(ip, tiny_bert_dir, tiny_csv, tmp_path, cwd):
     from nbkit.train.finetune import resolve_config
 
@@ -287,7 +297,9 @@ MALFORMED = [
     ("", "group_by_length: 3", "'group_by_length'"),
     ("", "model: null", "'model'"),
     ("", "model: 5", "'model' must be a name or a path"),
-    ("", "data: [1, 2]", "'data' must be a name or a path"),
+    ("", "data: 3.5", "'data' must be a name or a path"),
+    ("", "model: [a, b]", "'model' must be a name or a path"),
+    ("--dry-run", "model: {model}\ndata: [1, 2]", "item 0 of the list is a int, not a dict"),
     ("", "data: $undefined_frame", "'data': the notebook has no variable 'undefined_frame'"),
     ("", "model: $nope", "'model'"),
     ("", "data: $", "'data': '$' is not a variable reference"),
@@ -361,8 +373,9 @@ def _bad_value(f: dataclasses.Field) -> st.SearchStrategy:
         return False
 
     lists = st.lists(st.integers(), min_size=1, max_size=3)
-    if f.name in ("model", "data"):
-        return st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), lists)
+    if f.name in ("model", "data"):  # from YAML: a name or a path (data may also be inline rows)
+        return st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(),
+                         *([lists] if f.name == "model" else []))
     if kind is int:
         low = meta["min"] if meta["min"] is not None else 0
         return st.one_of(st.integers(max_value=low - 1), st.floats(allow_nan=False), st.booleans(),
@@ -391,7 +404,8 @@ bad_mapping = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None,  # no .hypothesis/ folder left behind
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pair=bad_mapping, good=st.sampled_from([{}, {"epochs": 1}, {"lr": 1e-3, "batch_size": 4}]))
 def test_generated_bad_mappings_are_usage_errors_naming_the_key(ip, cwd, pair, good):
     key, value = pair

@@ -16,15 +16,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import ConfigError
+from ..data import DataError  # one error type for bad data, whether load_data or fit finds it
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels", "decoder_input_ids")
 # Examples per "megabatch" that are sorted together when grouping by length: big enough that
 # neighbours have similar lengths, small enough that batch order stays well shuffled.
 MEGABATCH_FACTOR = 50
-
-
-class DataError(ValueError):
-    """Training or evaluation data that cannot be used; says which column or row and what to do."""
 
 
 class TokenizedDataset(Dataset):

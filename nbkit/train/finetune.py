@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import FinetuneConfig, TrainConfig, build_config
+from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
@@ -37,20 +37,21 @@ def prepare(cfg: FinetuneConfig):
         kwargs = {"labels": names} if names and cfg.task == "sequence-classification" else {}
         model, tokenizer = load_model(cfg.model, cfg.task, **kwargs)
     else:
-        raise TypeError(
+        raise ConfigError(
             "model must be a name ('minilm', a hub id, a folder) or a (model, tokenizer) pair from "
             f"nbkit.load_model, not {type(cfg.model).__name__}"
         )
     return data, model, tokenizer
 
 
-def finetune(model: Any = "minilm", data: Any = "sentiment", *, config: dict[str, Any] | None = None,
+def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
              background: bool = False, progress: bool = True, **options: Any):
     """Fine-tune `model` on `data` and return the `Run`.
 
-    `model`: "minilm" (bundled weights), a hub id or a local folder, or a `(model, tokenizer)` pair.
-    `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled), a DataFrame or a Dataset.
+    `model`: "minilm" (bundled weights, the default), a hub id or a local folder, or a
+    `(model, tokenizer)` pair. `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled,
+    the default), a DataFrame or a Dataset. Arguments override the same keys in `config`.
     Other options are the keys of `nbkit.config.FinetuneConfig` (`nbkit.config.config_help()` lists
     them); `config=` takes the same keys as a dict (a parsed YAML file). `resume_from=run_dir`
     continues an interrupted run with the config stored in that directory.
@@ -63,8 +64,11 @@ def finetune(model: Any = "minilm", data: Any = "sentiment", *, config: dict[str
         stored = yaml.safe_load((Path(resume_from) / "config.yaml").read_text()) or {}
         config = {k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__}
         options = {}
-        model, data = config.pop("model", model), config.pop("data", data)
-    cfg = resolve_config(config, model=model, data=data, **options)
+    values = dict(config or {})
+    for key, value in (("model", model), ("data", data)):
+        if value is not None:
+            values[key] = value
+    cfg = resolve_config(values, **options)
     ds, net, tokenizer = prepare(cfg)
     extra = {k: getattr(cfg, k) for k in FinetuneConfig.__dataclass_fields__ if k not in _TRAIN_KEYS}
     for key in ("model", "data"):

@@ -50,7 +50,7 @@ def downsample(weights: np.ndarray, size: int) -> np.ndarray:
     rows, cols = _blocks(weights.shape[-2], size), _blocks(weights.shape[-1], size)
     counts = np.diff(np.append(rows, weights.shape[-2]))  # (sq,)
     summed = np.add.reduceat(weights, cols, axis=-1)  # (..., Tq, sk)
-    return np.add.reduceat(summed, rows, axis=-2) / counts[:, None]  # (..., sq, sk)
+    return (np.add.reduceat(summed, rows, axis=-2) / counts[:, None]).astype(np.float32)  # (..., sq, sk)
 
 
 def request_key(what: str, kind: str, layer: int, head: int) -> str:

@@ -12,6 +12,14 @@ function nbkImage(codes, rows, cols) {
   return c;
 }
 
+/** A small gradient swatch of the colour map (0 on the left, the map's maximum on the right). */
+function nbkLegend() {
+  const codes = new Uint8Array(128).map((_, i) => Math.round((i * 255) / 127));
+  const c = nbkImage(codes, 1, 128);
+  c.className = "nbk-legend";
+  return c;
+}
+
 function nbkMatrixView(host, ctx) {
   // ctx: {tokQ, tokK, segQ, segK, readout(text)}
   const tq = ctx.tokQ.length, tk = ctx.tokK.length;
@@ -20,7 +28,8 @@ function nbkMatrixView(host, ctx) {
   const zoomBar = nbkEl("div", "nbk-zoom");
   const out = nbkEl("button", "nbk-btn", "−"), fit = nbkEl("button", "nbk-btn", "fit");
   const inn = nbkEl("button", "nbk-btn", "+"), zoomLabel = nbkEl("span", "nbk-muted");
-  zoomBar.append(out, fit, inn, zoomLabel);
+  const legendMax = nbkEl("span", "nbk-muted");
+  zoomBar.append(out, fit, inn, zoomLabel, nbkEl("span", "nbk-muted", "   0"), nbkLegend(), legendMax);
   const wrap = nbkEl("div", "nbk-matrix");
   const canvas = nbkEl("canvas", "nbk-heat");
   wrap.appendChild(canvas);
@@ -98,7 +107,12 @@ function nbkMatrixView(host, ctx) {
   wrap.addEventListener("wheel", onWheel, { passive: false });
 
   return {
-    setData(d) { data = d; image = nbkImage(d.codes, d.shape[0], d.shape[1]); draw(); },
+    setData(d) {
+      data = d;
+      image = nbkImage(d.codes, d.shape[0], d.shape[1]);
+      legendMax.textContent = `${d.scales[0].toPrecision(3)} (max)`;
+      draw();
+    },
     destroy() { wrap.removeEventListener("wheel", onWheel); box.remove(); },
   };
 }
@@ -132,7 +146,8 @@ function nbkModelView(host, ctx) {
           grid.appendChild(c);
         }
       }
-      box.appendChild(grid);
+      box.append(nbkEl("div", "nbk-muted",
+        `${sq}×${sk} thumbnails (blocks of tokens), each scaled to its own maximum; click one to open it.`), grid);
     },
     destroy() { box.remove(); },
   };
