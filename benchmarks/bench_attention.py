@@ -51,8 +51,14 @@ def build_model() -> tuple[Any, Any]:
     from nbkit.testing import tiny_tokenizer
 
     tok = tiny_tokenizer(max_length=512)
-    config = BertConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=LAYERS,
-                        num_attention_heads=HEADS, intermediate_size=96, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=48,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=96,
+        max_position_embeddings=512,
+    )
     torch.manual_seed(0)
     return BertModel(config).eval(), tok
 
@@ -65,9 +71,24 @@ def text_of(tokens: int) -> str:
 
 def fetch(widget: Any, log: list, what: str, layer: int, head: int = -1) -> int:
     log.clear()
-    widget._handle_msg({"content": {"data": {"method": "custom", "content": {
-        "type": "fetch", "id": "b:1", "what": what, "kind": "self", "layer": layer, "head": head}}},
-        "buffers": []})
+    widget._handle_msg(
+        {
+            "content": {
+                "data": {
+                    "method": "custom",
+                    "content": {
+                        "type": "fetch",
+                        "id": "b:1",
+                        "what": what,
+                        "kind": "self",
+                        "layer": layer,
+                        "head": head,
+                    },
+                }
+            },
+            "buffers": [],
+        }
+    )
     return sum(j + b for _, j, b in log)
 
 
@@ -77,7 +98,10 @@ def bench_nbkit(model: Any, tok: Any, tokens: int, log: list) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     att = capture_attention(model, tok, text_of(tokens))
-    out: dict[str, Any] = {"tokens": len(att.tokens), "capture_s": round(time.perf_counter() - t0, 3)}
+    out: dict[str, Any] = {
+        "tokens": len(att.tokens),
+        "capture_s": round(time.perf_counter() - t0, 3),
+    }
     code = len(AttentionWidget._esm.encode()) + len(AttentionWidget._css.encode())
     out["js_css_bytes"] = code
     for view in ("head", "model", "matrix"):
@@ -87,7 +111,11 @@ def bench_nbkit(model: Any, tok: Any, tokens: int, log: list) -> dict[str, Any]:
         bundle = w._repr_mimebundle_()
         build = time.perf_counter() - t0
         total = sum(j + b for _, j, b in log) + len(json.dumps(bundle).encode())
-        out[view] = {"build_s": round(build, 3), "initial_bytes": total, "initial_data_bytes": total - code}
+        out[view] = {
+            "build_s": round(build, 3),
+            "initial_bytes": total,
+            "initial_data_bytes": total - code,
+        }
         if view == "head":
             out[view]["layer_switch_bytes"] = fetch(w, log, "sparse", 5)
         if view == "matrix":
@@ -100,7 +128,9 @@ def bench_nbkit(model: Any, tok: Any, tokens: int, log: list) -> dict[str, Any]:
 def bench_bertviz(att: Any) -> dict[str, Any]:
     from bertviz import head_view
 
-    attention = [torch.from_numpy(att.weights["self"][i])[None] for i in range(LAYERS)]  # (1, H, T, T)
+    attention = [
+        torch.from_numpy(att.weights["self"][i])[None] for i in range(LAYERS)
+    ]  # (1, H, T, T)
     t0 = time.perf_counter()
     html = head_view(attention, att.tokens, html_action="return")
     build = time.perf_counter() - t0
@@ -109,8 +139,12 @@ def bench_bertviz(att: Any) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bertviz-path", help="folder holding the bertviz package (added to sys.path)")
-    parser.add_argument("--bertviz-512", action="store_true", help="also run bertviz at 512 tokens (slow)")
+    parser.add_argument(
+        "--bertviz-path", help="folder holding the bertviz package (added to sys.path)"
+    )
+    parser.add_argument(
+        "--bertviz-512", action="store_true", help="also run bertviz at 512 tokens (slow)"
+    )
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
     if args.bertviz_path:
@@ -129,11 +163,15 @@ def main() -> None:
         row, att = bench_nbkit(model, tok, tokens, log)
         if has_bertviz and (tokens < 512 or args.bertviz_512):
             row["bertviz_head_view"] = bench_bertviz(att)
-            row["bertviz_over_nbkit_head"] = round(row["bertviz_head_view"]["bytes"] / row["head"]["initial_bytes"], 1)
+            row["bertviz_over_nbkit_head"] = round(
+                row["bertviz_head_view"]["bytes"] / row["head"]["initial_bytes"], 1
+            )
         results[str(tokens)] = row
         print(json.dumps({tokens: row}, indent=1), flush=True)
     if not has_bertviz:
-        results["bertviz"] = "not importable (pip install --no-deps --target DIR bertviz; --bertviz-path DIR)"
+        results["bertviz"] = (
+            "not importable (pip install --no-deps --target DIR bertviz; --bertviz-path DIR)"
+        )
         print(results["bertviz"])
     if args.json:
         with open(args.json, "w") as f:

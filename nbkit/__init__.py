@@ -24,6 +24,9 @@ _EXPORTS = {
     "lr_find": "nbkit.train.lr_find",
     "compare": "nbkit.compare",
     "Dashboard": "nbkit.widgets.dashboard",
+    "capture_attention": "nbkit.attention",
+    "Attention": "nbkit.attention",
+    "show_attention": "nbkit.widgets.attention",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -23,8 +23,14 @@ def _label(token: str, width: int = 16) -> str:
     return html.escape(text)
 
 
-def attention_heatmap(attention: Attention, layer: int | None = 0, head: int | None = 0, *,
-                      kind: str | None = None, colorscale: str = "Blues") -> go.Figure:
+def attention_heatmap(
+    attention: Attention,
+    layer: int | None = 0,
+    head: int | None = 0,
+    *,
+    kind: str | None = None,
+    colorscale: str = "Blues",
+) -> go.Figure:
     """Heatmap of one map: rows are query tokens, columns key tokens. `layer`/`head` None averages.
 
     Axes are numeric positions labelled with the tokens, so repeated tokens ("the", "the") keep
@@ -34,24 +40,51 @@ def attention_heatmap(attention: Attention, layer: int | None = 0, head: int | N
     weights = attention.map(layer, head, kind)  # (Tq, Tk)
     tok_q, tok_k = attention.tokens_for(kind)
     tq, tk = weights.shape
-    where = "mean of layers" if layer is None else f"layer {attention.layers[attention.layer_position(layer)]}"
+    where = (
+        "mean of layers"
+        if layer is None
+        else f"layer {attention.layers[attention.layer_position(layer)]}"
+    )
     which = "mean of heads" if head is None else f"head {attention.check_head(head)}"
     step_q, step_k = max(1, tq // 64), max(1, tk // 64)  # at most ~64 tick labels per axis
-    fig = go.Figure(go.Heatmap(
-        z=weights, colorscale=colorscale, zmin=0, colorbar={"title": {"text": "weight"}},
-        customdata=None if tq * tk > 40_000 else [
-            [[_label(a, 40), _label(b, 40)] for b in tok_k] for a in tok_q],
-        hovertemplate=("query %{y}: %{customdata[0]}<br>key %{x}: %{customdata[1]}<br>"
-                       "weight %{z:.4f}<extra></extra>") if tq * tk <= 40_000 else
-        "query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=weights,
+            colorscale=colorscale,
+            zmin=0,
+            colorbar={"title": {"text": "weight"}},
+            customdata=None
+            if tq * tk > 40_000
+            else [[[_label(a, 40), _label(b, 40)] for b in tok_k] for a in tok_q],
+            hovertemplate=(
+                "query %{y}: %{customdata[0]}<br>key %{x}: %{customdata[1]}<br>"
+                "weight %{z:.4f}<extra></extra>"
+            )
+            if tq * tk <= 40_000
+            else "query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+        )
+    )
     fig.update_layout(
-        title={"text": html.escape(f"{attention.model_name} · {kind} attention · {where} · {which}")},
-        xaxis={"title": {"text": "key token"}, "tickmode": "array", "tickvals": list(range(0, tk, step_k)),
-               "ticktext": [_label(tok_k[i]) for i in range(0, tk, step_k)], "side": "top",
-               "tickangle": -60},
-        yaxis={"title": {"text": "query token"}, "tickmode": "array", "autorange": "reversed",
-               "tickvals": list(range(0, tq, step_q)), "ticktext": [_label(tok_q[i]) for i in range(0, tq, step_q)]},
-        width=min(1100, 220 + 14 * tk), height=min(1100, 200 + 14 * tq), template="plotly_white",
+        title={
+            "text": html.escape(f"{attention.model_name} · {kind} attention · {where} · {which}")
+        },
+        xaxis={
+            "title": {"text": "key token"},
+            "tickmode": "array",
+            "tickvals": list(range(0, tk, step_k)),
+            "ticktext": [_label(tok_k[i]) for i in range(0, tk, step_k)],
+            "side": "top",
+            "tickangle": -60,
+        },
+        yaxis={
+            "title": {"text": "query token"},
+            "tickmode": "array",
+            "autorange": "reversed",
+            "tickvals": list(range(0, tq, step_q)),
+            "ticktext": [_label(tok_q[i]) for i in range(0, tq, step_q)],
+        },
+        width=min(1100, 220 + 14 * tk),
+        height=min(1100, 200 + 14 * tq),
+        template="plotly_white",
     )
     return fig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,11 +57,11 @@ class Attention:
     layers: list[int]
     decoder_tokens: list[str] | None = None
     causal: bool = False
-    prompt_length: int | None = None  # causal models after generate(): tokens before this are the prompt
-    note: str = ""  # e.g. "truncated to 512 of 700 tokens"
+    # Causal models after generate(): tokens before this position are the prompt.
+    prompt_length: int | None = None
+    note: str = ""  # e.g. "Input truncated to 512 of 700 tokens."
     model_name: str = ""
     merged: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # ----------------------------------------------------------------------------------- structure
     @property
@@ -84,15 +84,18 @@ class Attention:
         if kind is None:
             return self.default_kind
         if kind not in self.weights:
-            raise AttentionError(f"kind {kind!r} is not available; this capture has {list(self.kinds)}.")
+            raise AttentionError(
+                f"kind {kind!r} is not available; this capture has {list(self.kinds)}."
+            )
         return kind
 
     def layer_position(self, layer: int) -> int:
         """Position in the captured arrays of model layer `layer` (negative counts from the end)."""
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and layer in self.layers:
-            return self.layers.index(int(layer))
-        if self.layers == list(range(len(self.layers))) or (isinstance(layer, int) and layer < 0):
+        whole = self.layers == list(range(len(self.layers)))
+        if whole or (isinstance(layer, (int, np.integer)) and layer < 0):
             return _check_index(layer, self.num_layers, "layer", "this capture")
+        if layer in self.layers:
+            return self.layers.index(int(layer))
         raise AttentionError(f"layer {layer!r} was not captured; captured layers: {self.layers}.")
 
     def check_head(self, head: int) -> int:
@@ -102,10 +105,14 @@ class Attention:
         """(query tokens, key tokens) of a kind."""
         kind = self.check_kind(kind)
         dec = self.decoder_tokens or []
-        return {"decoder": (dec, dec), "cross": (dec, self.tokens)}.get(kind, (self.tokens, self.tokens))
+        return {"decoder": (dec, dec), "cross": (dec, self.tokens)}.get(
+            kind, (self.tokens, self.tokens)
+        )
 
     # ------------------------------------------------------------------------------------- averages
-    def map(self, layer: int | None = None, head: int | None = None, kind: str | None = None) -> np.ndarray:
+    def map(
+        self, layer: int | None = None, head: int | None = None, kind: str | None = None
+    ) -> np.ndarray:
         """One (T_q, T_k) map: a layer's head (ints), or the mean over heads and/or layers (None)."""
         w = self.weights[self.check_kind(kind)]  # (L, H, Tq, Tk)
         w = w.mean(axis=0) if layer is None else w[self.layer_position(layer)]  # (H, Tq, Tk)
@@ -186,7 +193,9 @@ class Attention:
         """
         groups: list[list[int]] = []
         seen: dict[tuple[int, int], int] = {}
-        for i, (seg, wid) in enumerate(zip(self.segments.tolist(), self.word_ids.tolist(), strict=True)):
+        for i, (seg, wid) in enumerate(
+            zip(self.segments.tolist(), self.word_ids.tolist(), strict=True)
+        ):
             if wid < 0:
                 groups.append([i])
             elif (seg, wid) in seen:
@@ -195,7 +204,7 @@ class Attention:
                 seen[(seg, wid)] = len(groups)
                 groups.append([i])
         t = len(self.tokens)
-        assign = np.zeros((t, len(groups)), dtype=np.float64)  # (T, W): 1 where token i is in word g
+        assign = np.zeros((t, len(groups)), dtype=np.float64)  # (T, W): token i is in word g
         for g, members in enumerate(groups):
             assign[members, g] = 1.0
         row_mean = assign / assign.sum(axis=0, keepdims=True)  # (T, W), columns sum to 1
@@ -216,8 +225,9 @@ class Attention:
             weights=weights,
             segments=np.array([self.segments[g[0]] for g in groups], dtype=np.int8),
             word_ids=np.array([self.word_ids[g[0]] for g in groups], dtype=np.int32),
-            prompt_length=None if self.prompt_length is None else sum(
-                1 for g in groups if g[0] < self.prompt_length),
+            prompt_length=None
+            if self.prompt_length is None
+            else sum(1 for g in groups if g[0] < self.prompt_length),
             merged=True,
         )
 
@@ -237,7 +247,6 @@ class Attention:
             "note": self.note,
             "model_name": self.model_name,
             "merged": self.merged,
-            "extra": self.extra,
         }
         arrays = {f"weights_{k}": v for k, v in self.weights.items()}
         blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
@@ -253,7 +262,9 @@ class Attention:
             meta = json.loads(bytes(data["meta_json"]).decode("utf-8"))
             if meta.get("format") != "nbkit.attention/1":
                 raise AttentionError(f"{os.fspath(path)!r} is not an nbkit attention file.")
-            weights = {k[len("weights_"):]: data[k] for k in data.files if k.startswith("weights_")}
+            weights = {
+                k[len("weights_") :]: data[k] for k in data.files if k.startswith("weights_")
+            }
             segments, word_ids = data["segments"], data["word_ids"]
         meta.pop("format")
         return cls(weights=weights, segments=segments, word_ids=word_ids, **meta)
@@ -322,7 +333,11 @@ def capture_attention(
     if text_pair is not None and not text_pair.strip():
         raise AttentionError("text_pair is empty: pass a second text or leave text_pair=None.")
     config = getattr(model, "config", None)
-    if not isinstance(model, torch.nn.Module) or config is None or not hasattr(model, "set_attn_implementation"):
+    if (
+        not isinstance(model, torch.nn.Module)
+        or config is None
+        or not hasattr(model, "set_attn_implementation")
+    ):
         raise AttentionError(
             f"{type(model).__name__} is not a Hugging Face transformers model with attention layers; "
             "pass one loaded with nbkit.load_model or from_pretrained."
@@ -345,7 +360,9 @@ def capture_attention(
         note = f"Input truncated to {limit} of {length} tokens."
     cut = {"truncation": True, "max_length": limit} if note else {}
     enc = tokenizer(text, text_pair, return_tensors="pt", **cut)
-    seq_ids = enc.sequence_ids(0) if hasattr(enc, "sequence_ids") else [0] * enc["input_ids"].shape[1]
+    seq_ids = (
+        enc.sequence_ids(0) if hasattr(enc, "sequence_ids") else [0] * enc["input_ids"].shape[1]
+    )
     word_ids = enc.word_ids(0) if hasattr(enc, "word_ids") else list(range(len(seq_ids)))
     ids = enc["input_ids"]  # (1, T)
 
@@ -366,10 +383,14 @@ def capture_attention(
                     decoder_ids = torch.cat([start, tgt], dim=1).to(device)  # (1, Td + 1)
                 else:
                     n = _DEFAULT_NEW_TOKENS if max_new_tokens is None else max_new_tokens
-                    decoder_ids = model.generate(**inputs, max_new_tokens=max(1, n), do_sample=False)
+                    decoder_ids = model.generate(
+                        **inputs, max_new_tokens=max(1, n), do_sample=False
+                    )
                 inputs["decoder_input_ids"] = decoder_ids
             elif max_new_tokens:
-                gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)  # (1, T+N)
+                gen = model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False
+                )  # (1, T+N)
                 prompt_length = int(ids.shape[1])
                 extra = gen.shape[1] - prompt_length
                 ids = gen.cpu()
@@ -382,32 +403,47 @@ def capture_attention(
             model.set_attn_implementation(original)
         model.train(was_training)
 
-    maps = {"encoder": out.encoder_attentions, "decoder": out.decoder_attentions,
-            "cross": out.cross_attentions} if encdec else {"self": getattr(out, "attentions", None)}
+    maps = (
+        {
+            "encoder": out.encoder_attentions,
+            "decoder": out.decoder_attentions,
+            "cross": out.cross_attentions,
+        }
+        if encdec
+        else {"self": getattr(out, "attentions", None)}
+    )
     if not maps[next(iter(maps))]:
         raise AttentionError(
             f"{type(model).__name__} returned no attention weights (implementation {original!r}). "
             "Reload it with attn_implementation='eager'."
         )
     total = len(maps[next(iter(maps))])
-    keep = list(range(total)) if layers is None else [
-        _check_index(x, total, "layer", "this model") for x in layers]
+    keep = (
+        list(range(total))
+        if layers is None
+        else [_check_index(x, total, "layer", "this model") for x in layers]
+    )
     if not keep:
         raise AttentionError(f"layers is empty; pick some of 0-{total - 1}.")
     weights = {kind: _stack(m, keep) for kind, m in maps.items() if m}  # kind -> (L, H, Tq, Tk)
     first = weights.get("self")
-    causal = first is not None and first.shape[-1] > 1 and not np.triu(first[0], k=1).any()  # layer 0 suffices
+    # Causal if no query of layer 0 sees a later token (checking one layer keeps this cheap).
+    causal = first is not None and first.shape[-1] > 1 and not np.triu(first[0], k=1).any()
     if prompt_length is not None:
         # Generated positions have no word ids from the tokenizer: number them after the prompt's words.
         top = max([w for w in word_ids if w is not None], default=-1)
-        word_ids = [w if i < prompt_length else top + 1 + i - prompt_length for i, w in enumerate(word_ids)]
+        word_ids = [
+            w if i < prompt_length else top + 1 + i - prompt_length for i, w in enumerate(word_ids)
+        ]
     return Attention(
         tokens=tokenizer.convert_ids_to_tokens(ids[0].tolist()),
         weights=weights,
         segments=np.array([-1 if s is None else s for s in seq_ids], dtype=np.int8),
         word_ids=np.array([-1 if w is None else w for w in word_ids], dtype=np.int32),
         layers=keep,
-        decoder_tokens=None if decoder_ids is None else tokenizer.convert_ids_to_tokens(decoder_ids[0].tolist()),
+        decoder_tokens=None
+        if decoder_ids is None
+        else tokenizer.convert_ids_to_tokens(decoder_ids[0].tolist()),
         causal=bool(causal),
         prompt_length=prompt_length,
         note=note,

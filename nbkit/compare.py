@@ -21,10 +21,6 @@ class Comparison:
     table: pd.DataFrame  # one row per run: differing config keys, final and best metric
     metric: str
 
-    def _repr_html_(self) -> str:
-        # The figure's own HTML (plotly.js from the notebook's renderer) plus an escaped table.
-        return self.figure.to_html(full_html=False, include_plotlyjs="require") + self.table_html()
-
     def _ipython_display_(self) -> None:
         from IPython.display import HTML, display
 

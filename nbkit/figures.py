@@ -12,6 +12,10 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ._attention_figure import attention_heatmap
+
+__all__ = ["attention_heatmap", "compare_figure", "ema", "metrics_table_html", "training_figure", "training_png"]
+
 LOSS_COLOR = "#1f77b4"
 EVAL_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 

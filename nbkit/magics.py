@@ -46,9 +46,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data import DataError
     from .models import ModelError
-    from .train.batching import DataError as BatchError  # fit's own checks of the data
 
-    return (ConfigError, DataError, ModelError, BatchError)
+    return (ConfigError, DataError, ModelError)
 
 
 @contextlib.contextmanager
@@ -244,37 +243,108 @@ class NbkitMagics(Magics):
 
     @magic_arguments()
     @_help_argument
-    @argument("command", nargs="?", choices=["runs", "device"],
+    @argument("command", nargs="?", choices=["runs", "device", "compare"],
               help="runs: list run directories (nbkit.runs.list_runs); device: devices and memory "
-                   "(nbkit.devices.device_report)")
-    @argument("root", nargs="?", help="runs only: the folder holding run directories (default: nbkit-runs)")
+                   "(nbkit.devices.device_report); compare: overlay runs (nbkit.compare)")
+    @argument("paths", nargs="*", help="runs: the folder holding run directories (default: nbkit-runs); "
+                                       "compare: two or more run directories")
+    @argument("--metric", default="eval_loss", help="compare only: the history column to plot")
     @line_magic
     def nbkit(self, line: str) -> None:
-        """%nbkit runs [ROOT] lists training runs; %nbkit device shows devices and memory."""
+        """%nbkit runs [ROOT] lists training runs; %nbkit device shows devices and memory;
+        %nbkit compare RUN_DIR RUN_DIR ... [--metric M] overlays runs."""
         args = parse_argstring(self.nbkit, line)
         if args.help:
             _print_help(self.nbkit)
             return
         if args.command is None:
-            raise UsageError("%nbkit needs a command: %nbkit runs [ROOT] or %nbkit device")
+            raise UsageError("%nbkit needs a command: %nbkit runs [ROOT], %nbkit device or "
+                             "%nbkit compare RUN_DIR RUN_DIR")
         if args.command == "device":
-            if args.root is not None:
-                raise UsageError(f"%nbkit device takes no argument, got {args.root!r}")
+            if args.paths:
+                raise UsageError(f"%nbkit device takes no argument, got {' '.join(args.paths)!r}")
             from .devices import device_report
 
             _show(device_report())
             return
+        if args.command == "compare":
+            if not args.paths:
+                raise UsageError("%nbkit compare needs run directories: %nbkit compare nbkit-runs/a nbkit-runs/b")
+            from IPython.display import display
+
+            from .compare import compare
+
+            try:
+                comparison = compare(args.paths, metric=args.metric)
+            except (ValueError, TypeError, FileNotFoundError) as exc:
+                raise UsageError(str(exc)) from None
+            display(comparison)
+            return
+        if len(args.paths) > 1:
+            raise UsageError(f"%nbkit runs takes one folder, got {len(args.paths)}")
         from IPython.display import display
 
         from .runs import list_runs
 
-        root = args.root or "nbkit-runs"
+        root = args.paths[0] if args.paths else "nbkit-runs"
         table = list_runs(root)
         if table.empty:
             print(f"No runs in {root!r} yet (a run directory holds metrics.jsonl; %%finetune writes "
                   "them under ./nbkit-runs).")
             return
         display(table)
+
+
+    @magic_arguments()
+    @_help_argument
+    @argument("var", nargs="?", help="a (model, tokenizer) pair from %%nbkit_load or nbkit.load_model, "
+                                     "or a saved nbkit Attention")
+    @argument("text", nargs="*", help="the text to look at (quote it)")
+    @argument("--pair", help="a second text (sentence pairs)")
+    @argument("--view", default="head", help="head, model, matrix, rollout or generation")
+    @argument("--layer", help="a layer number, or mean")
+    @argument("--head", help="a head number, or mean")
+    @argument("--kind", help="encoder-decoder models: encoder, decoder or cross")
+    @line_magic
+    def attention(self, line: str) -> Any:
+        """Explore attention, like nbkit.show_attention(model, tokenizer, TEXT, ...)."""
+        args = parse_argstring(self.attention, line)
+        if args.help:
+            _print_help(self.attention)
+            return None
+        if args.var is None or not args.text:
+            raise UsageError("%attention: the following arguments are required: VAR TEXT, e.g. "
+                             "%nbkit_load minilm --task base, then %attention model \"a sentence\"")
+        if args.var not in self._ns:
+            raise UsageError(f"%attention: no variable {args.var!r}; load one first: %nbkit_load minilm --task base")
+        from .attention import Attention, AttentionError
+        from .widgets.attention import show_attention
+
+        target = self._ns[args.var]
+        if isinstance(target, Attention):
+            model, tokenizer = target, None
+        elif isinstance(target, tuple) and len(target) == 2:
+            model, tokenizer = target
+        else:
+            raise UsageError(f"%attention: {args.var!r} must be a (model, tokenizer) pair or an Attention, "
+                             f"not {type(target).__name__}")
+        text = " ".join(args.text).strip("\"'")
+        with _as_usage_error():
+            try:
+                return show_attention(model, tokenizer, text, text_pair=args.pair, view=args.view,
+                                      layer=_layer_or_mean(args.layer), head=_layer_or_mean(args.head),
+                                      kind=args.kind)
+            except AttentionError as exc:
+                raise UsageError(str(exc)) from None
+
+
+def _layer_or_mean(value: str | None) -> int | str | None:
+    if value is None or value == "mean":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"%attention: --layer/--head takes a number or 'mean', got {value!r}") from None
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -117,7 +117,9 @@ def test_layers_subset_keeps_model_indices(tiny_bert):
     np.testing.assert_array_equal(part.map(1, 0), full.map(1, 0))
     with pytest.raises(AttentionError, match=r"layer 0 was not captured; captured layers: \[1\]"):
         part.map(0, 0)
-    with pytest.raises(AttentionError, match=r"layer 5 is out of range: this model has 2 layers \(0-1\)"):
+    with pytest.raises(
+        AttentionError, match=r"layer 5 is out of range: this model has 2 layers \(0-1\)"
+    ):
         capture_attention(model, tok, TEXT, layers=[5])
 
 
@@ -151,11 +153,17 @@ def test_models_without_attention_are_refused(tiny_bert):
 def test_layer_head_and_kind_out_of_range(tiny_bert):
     model, tok = tiny_bert
     att = capture_attention(model, tok, TEXT)
-    with pytest.raises(AttentionError, match=r"layer 2 is out of range: this capture has 2 layers \(0-1\)"):
+    with pytest.raises(
+        AttentionError, match=r"layer 2 is out of range: this capture has 2 layers \(0-1\)"
+    ):
         att.map(2, 0)
-    with pytest.raises(AttentionError, match=r"head 7 is out of range: each layer has 2 heads \(0-1\)"):
+    with pytest.raises(
+        AttentionError, match=r"head 7 is out of range: each layer has 2 heads \(0-1\)"
+    ):
         att.map(0, 7)
-    with pytest.raises(AttentionError, match=r"kind 'cross' is not available; this capture has \['self'\]"):
+    with pytest.raises(
+        AttentionError, match=r"kind 'cross' is not available; this capture has \['self'\]"
+    ):
         att.map(0, 0, kind="cross")
     np.testing.assert_array_equal(att.map(-1, -1), att.weights["self"][1, 1])
 
@@ -189,11 +197,15 @@ def test_entropy_and_head_scores_on_known_heads():
     previous[0, 0] = 1.0  # the first token has no previous one
     to_first = np.zeros((t, t))
     to_first[:, 0] = 1.0
-    att = _attention([[uniform, previous, to_first, np.eye(t)]],
-                     tokens=["[CLS]", "a", "b", "[SEP]"], segments=[-1, 0, 0, -1])
+    att = _attention(
+        [[uniform, previous, to_first, np.eye(t)]],
+        tokens=["[CLS]", "a", "b", "[SEP]"],
+        segments=[-1, 0, 0, -1],
+    )
     np.testing.assert_allclose(att.entropy()[0], [np.log(t), 0.0, 0.0, 0.0], atol=1e-6)
     scores = att.head_scores()
-    np.testing.assert_allclose(scores["previous"][0], [0.25, 1.0, 1 / 3, 0.0])  # row 1's previous is 0
+    # the to-first head scores 1/3 on "previous": for row 1 the previous token is token 0
+    np.testing.assert_allclose(scores["previous"][0], [0.25, 1.0, 1 / 3, 0.0])
     np.testing.assert_allclose(scores["cls"][0], [0.25, 0.5, 1.0, 0.25])
     np.testing.assert_allclose(scores["self"][0], [0.25, 0.25, 0.25, 1.0])
     np.testing.assert_allclose(scores["sep"][0], [0.25, 0.0, 0.0, 0.25])
@@ -211,7 +223,19 @@ def test_top_k_keeps_the_largest_per_row():
 def _wordpiece():
     from transformers import BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing", "un", "##believ", "##able", "cats"]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "play",
+        "##ing",
+        "un",
+        "##believ",
+        "##able",
+        "cats",
+    ]
     return BertTokenizerFast(vocab={v: i for i, v in enumerate(vocab)})
 
 
@@ -220,8 +244,16 @@ def test_merge_words_on_a_known_wordpiece_tokenization():
 
     tok = _wordpiece()
     torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=32, max_position_embeddings=32)).eval()
+    model = BertModel(
+        BertConfig(
+            vocab_size=11,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    ).eval()
     att = capture_attention(model, tok, "playing unbelievable cats")
     assert att.tokens == ["[CLS]", "play", "##ing", "un", "##believ", "##able", "cats", "[SEP]"]
     assert att.word_ids.tolist() == [-1, 0, 0, 1, 1, 1, 2, -1]
@@ -256,7 +288,9 @@ def test_save_and_load_round_trip(tmp_path, tiny_t5):
 
 
 def test_core_imports_no_ui_modules():
-    code = ("import sys, nbkit.attention; "
-            "print(sorted(m for m in ('IPython', 'ipywidgets', 'anywidget', 'plotly') if m in sys.modules))")
+    code = (
+        "import sys, nbkit.attention; "
+        "print(sorted(m for m in ('IPython', 'ipywidgets', 'anywidget', 'plotly') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -66,10 +66,18 @@ def _free_port() -> int:
 
 
 def _notebook(path: Path, sources: list[str]) -> None:
-    cells = [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-             for src in sources]
-    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    cells = [
+        {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+        for src in sources
+    ]
+    nb = {
+        "cells": cells,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    }
     path.write_text(json.dumps(nb))
 
 
@@ -80,27 +88,50 @@ def jupyter_lab(root: Path, cells: list[str], app: str = "lab"):
     # A python3 kernelspec pointing at this interpreter, found before any other on JUPYTER_PATH.
     spec = root / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        )
+    )
     # Keep the "get notified about Jupyter news?" toast from covering the screenshots.
     labconfig = root / "config" / "labconfig"
     labconfig.mkdir(parents=True)
-    (labconfig / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     work = root / "work"
     work.mkdir()
     _notebook(work / "attention.ipynb", cells)
     port = _free_port()
-    env = {**os.environ, "JUPYTER_PATH": str(root / "jupyter"), "HF_HUB_OFFLINE": "1",
-           "JUPYTER_CONFIG_PATH": str(root / "config"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "JUPYTER_PATH": str(root / "jupyter"),
+        "HF_HUB_OFFLINE": "1",
+        "JUPYTER_CONFIG_PATH": str(root / "config"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
     expose = "LabApp" if app == "lab" else "JupyterNotebookApp"
-    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}",
-           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
-           f"--{expose}.expose_app_in_browser=True", "--allow-root", f"--ServerApp.root_dir={work}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        app,
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--{expose}.expose_app_in_browser=True",
+        "--allow-root",
+        f"--ServerApp.root_dir={work}",
+    ]
     with open(root / "lab.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 40
@@ -110,7 +141,9 @@ def jupyter_lab(root: Path, cells: list[str], app: str = "lab"):
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}") from None
+                        raise RuntimeError(
+                            f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}"
+                        ) from None
                     time.sleep(0.3)
             yield base
         finally:
@@ -128,7 +161,9 @@ def open_notebook(page, base: str, app: str = "lab") -> float:
     page.goto(f"{base}/{where}/attention.ipynb?token={TOKEN}&reset")
     page.wait_for_function(
         "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
-        " === 'idle'", timeout=60_000)
+        " === 'idle'",
+        timeout=60_000,
+    )
     start = time.perf_counter()
     # Not awaited: the command's promise settles only when every cell has run.
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
@@ -139,7 +174,9 @@ def open_notebook(page, base: str, app: str = "lab") -> float:
 def lab(tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the Python playwright package is not installed")
+    pytest.importorskip(
+        "playwright.sync_api", reason="the Python playwright package is not installed"
+    )
     with jupyter_lab(tmp_path_factory.mktemp("lab"), CELLS) as base:
         yield base
 
@@ -154,16 +191,24 @@ def test_views_render_fast_offline_and_safe(lab):
     SHOTS.mkdir(parents=True, exist_ok=True)
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("request", lambda r: requests.append(r.url))
             t_run = open_notebook(page, lab)
             page.wait_for_function(
                 "() => document.querySelectorAll('.nbk-att[data-ready=\"1\"]').length === 3",
-                timeout=60_000)
+                timeout=60_000,
+            )
             run_to_paint = time.perf_counter() - t_run
             views = page.locator(".nbk-att")
             head, model_view, matrix = views.nth(0), views.nth(1), views.nth(2)
@@ -174,7 +219,8 @@ def test_views_render_fast_offline_and_safe(lab):
             for bad in XSS:
                 shown = page.evaluate(
                     "(s) => [...document.querySelectorAll('.nbk-tok')].filter(e => e.textContent === s).length",
-                    bad)
+                    bad,
+                )
                 assert shown == 2  # once in each column of the head view
             assert head.locator(".nbk-left .nbk-tok").count() == 512
 
@@ -191,8 +237,9 @@ def test_views_render_fast_offline_and_safe(lab):
             head.locator('.nbk-chip[data-head="4"]').dblclick()
             page.wait_for_timeout(100)
             head.locator("select").first.select_option("7")
-            page.wait_for_function("() => (window.__nbkitAttention.update || []).length >= 1",
-                                   timeout=15_000)
+            page.wait_for_function(
+                "() => (window.__nbkitAttention.update || []).length >= 1", timeout=15_000
+            )
             head.screenshot(path=str(SHOTS / "head_layer7_head4.png"))
 
             # --- matrix view: hover cells
@@ -210,16 +257,23 @@ def test_views_render_fast_offline_and_safe(lab):
             model_view.screenshot(path=str(SHOTS / "model.png"))
             model_view.locator("canvas.nbk-thumb").nth(2 * 12 + 7).click()
             page.wait_for_function(
-                "() => document.querySelectorAll('.nbk-att')[1].dataset.view === 'matrix'", timeout=15_000)
+                "() => document.querySelectorAll('.nbk-att')[1].dataset.view === 'matrix'",
+                timeout=15_000,
+            )
             model_view.screenshot(path=str(SHOTS / "model_click_to_matrix.png"))
             assert "layer 2" in model_view.locator("select").first.evaluate(
-                "s => s.options[s.selectedIndex].textContent")
+                "s => s.options[s.selectedIndex].textContent"
+            )
             timings = _timings(page)
         finally:
             browser.close()
 
-    foreign = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")
-               and not u.startswith(("data:", "blob:"))]
+    foreign = [
+        u
+        for u in requests
+        if urlparse(u).hostname not in ("127.0.0.1", "localhost")
+        and not u.startswith(("data:", "blob:"))
+    ]
     report = {
         "run_all_to_three_views_s": round(run_to_paint, 2),
         "first_paint_ms": timings.get("firstPaintFrame"),
@@ -234,5 +288,6 @@ def test_views_render_fast_offline_and_safe(lab):
     print(json.dumps(report))
     assert foreign == []
     assert max(timings["firstPaintFrame"]) < 2000
-    assert len(timings["hover"]) >= 8 and max(timings["hover"]) < 50  # event -> DOM and canvas updated
-    assert statistics.median(timings["hoverFrame"]) < 50  # ... -> the frame that shows it
+    # hover: event -> DOM and canvas updated; hoverFrame: ... -> the frame that shows it
+    assert len(timings["hover"]) >= 8 and max(timings["hover"]) < 50
+    assert statistics.median(timings["hoverFrame"]) < 50

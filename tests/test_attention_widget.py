@@ -34,7 +34,9 @@ def sent(monkeypatch):
 
     class RecordingComm(BaseComm):
         def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
-            log.append((msg_type, data or {}, [bytes(memoryview(b).cast("B")) for b in buffers or []]))
+            log.append(
+                (msg_type, data or {}, [bytes(memoryview(b).cast("B")) for b in buffers or []])
+            )
 
     monkeypatch.setattr(comm, "create_comm", RecordingComm)
     return log
@@ -53,15 +55,22 @@ def xss_bert():
 
 def _page_sends(widget, content=None, state=None):
     """Play the page: a custom message, or a trait update, as the frontend would send it."""
-    data = {"method": "custom", "content": content} if content is not None else {
-        "method": "update", "state": state, "buffer_paths": []}
+    data = (
+        {"method": "custom", "content": content}
+        if content is not None
+        else {"method": "update", "state": state, "buffer_paths": []}
+    )
     widget._handle_msg({"content": {"data": data}, "buffers": []})
 
 
 def _decode_sparse(meta, buffers):
     h, t, k = meta["shape"]
     idx = np.frombuffer(buffers[0], dtype="<u2").reshape(h, t, k)
-    val = np.frombuffer(buffers[1], dtype=np.uint8).reshape(h, t, k) / 255.0 * np.array(meta["scales"])[:, None, None]
+    val = (
+        np.frombuffer(buffers[1], dtype=np.uint8).reshape(h, t, k)
+        / 255.0
+        * np.array(meta["scales"])[:, None, None]
+    )
     return idx, val
 
 
@@ -71,15 +80,21 @@ def test_initial_state_carries_one_layer_as_binary(sent, xss_bert):
     state = w.get_state()
     assert state["view"] == "head" and state["layer"] == 1 and state["heads"] == [0, 1, 2]
     assert state["info"]["layers"] == [0, 1] and state["info"]["num_heads"] == 3
-    opens = [d for kind, d, _ in sent if kind == "comm_open" and d["state"].get("_model_name") == "AnyModel"]
+    opens = [
+        d
+        for kind, d, _ in sent
+        if kind == "comm_open" and d["state"].get("_model_name") == "AnyModel"
+    ]
     assert len(opens) == 1
-    (_, data, buffers), = [m for m in sent if m[1] is opens[0]]
+    ((_, data, buffers),) = [m for m in sent if m[1] is opens[0]]
     meta = data["state"]["_initial"]["meta"]
     assert meta["key"] == "sparse|self|1|-1" and meta["shape"] == [3, 7, 7]
     assert [len(b) for b in buffers] == [3 * 7 * 7 * 2, 3 * 7 * 7]  # uint16 indices, uint8 weights
     idx, val = _decode_sparse(meta, buffers)
     true = w.attention.weights["self"][1]  # (H, T, T)
-    np.testing.assert_allclose(val, np.take_along_axis(true, idx.astype(np.int64), -1), atol=true.max() / 255)
+    np.testing.assert_allclose(
+        val, np.take_along_axis(true, idx.astype(np.int64), -1), atol=true.max() / 255
+    )
     # no weight travels as JSON text: the state's numbers are scales only
     text = json.dumps(data["state"])
     assert len(re.findall(r"0\.\d{4,}", text)) <= 3
@@ -92,7 +107,14 @@ def test_injected_tokens_stay_text(sent, xss_bert):
     opened = next(d for kind, d, _ in sent if kind == "comm_open" and "tokens" in d["state"])
     assert opened["state"]["tokens"] == w.tokens
     js = "\n".join(p.read_text() for p in STATIC.glob("attention*.js"))
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ):
         assert sink not in js, sink
     assert "textContent" in js
     assert w._esm.count("export default") == 1 and "<script" not in w._esm
@@ -104,11 +126,17 @@ def test_layer_switch_fetches_one_layer(sent, tiny_bert):
     sent.clear()
     _page_sends(w, state={"layer": 1})
     assert w.layer == 1
-    _page_sends(w, {"type": "fetch", "id": "p:1", "what": "sparse", "kind": "self", "layer": 1, "head": -1})
+    _page_sends(
+        w, {"type": "fetch", "id": "p:1", "what": "sparse", "kind": "self", "layer": 1, "head": -1}
+    )
     replies = [(d, b) for kind, d, b in sent if kind == "comm_msg" and d.get("method") == "custom"]
     assert len(replies) == 1
     content, buffers = replies[0][0]["content"], replies[0][1]
-    assert content["type"] == "data" and content["id"] == "p:1" and content["key"] == "sparse|self|1|-1"
+    assert (
+        content["type"] == "data"
+        and content["id"] == "p:1"
+        and content["key"] == "sparse|self|1|-1"
+    )
     assert sum(len(b) for b in buffers) == 2 * 8 * 8 * 3
     idx, val = _decode_sparse(content, buffers)
     true_idx, true_val = top_k(w.attention.weights["self"][1], 16)
@@ -123,25 +151,35 @@ def test_head_selection_and_dense_map(sent, tiny_bert):
     _page_sends(w, state={"heads": [1], "head": 1})
     assert w.heads == [1] and w.head == 1
     sent.clear()
-    _page_sends(w, {"type": "fetch", "id": "p:2", "what": "dense", "kind": "self", "layer": 0, "head": 1})
-    (_, data, buffers), = [m for m in sent if m[0] == "comm_msg"]
+    _page_sends(
+        w, {"type": "fetch", "id": "p:2", "what": "dense", "kind": "self", "layer": 0, "head": 1}
+    )
+    ((_, data, buffers),) = [m for m in sent if m[0] == "comm_msg"]
     content = data["content"]
     assert content["shape"] == [5, 5]
     got = np.frombuffer(buffers[0], np.uint8).reshape(5, 5) / 255 * content["scales"][0]
-    np.testing.assert_allclose(got, w.attention.weights["self"][0, 1], atol=content["scales"][0] / 255)
+    np.testing.assert_allclose(
+        got, w.attention.weights["self"][0, 1], atol=content["scales"][0] / 255
+    )
 
 
 def test_bad_requests_get_an_error_reply_naming_the_range(sent, tiny_bert):
     model, tok = tiny_bert
     w = show_attention(model, tok, "the cat")
     sent.clear()
-    _page_sends(w, {"type": "fetch", "id": "p:3", "what": "dense", "kind": "self", "layer": 9, "head": 0})
-    (_, data, buffers), = [m for m in sent if m[0] == "comm_msg"]
+    _page_sends(
+        w, {"type": "fetch", "id": "p:3", "what": "dense", "kind": "self", "layer": 9, "head": 0}
+    )
+    ((_, data, buffers),) = [m for m in sent if m[0] == "comm_msg"]
     assert data["content"]["type"] == "error" and buffers == []
     assert "0-1" in data["content"]["message"]
-    with pytest.raises(traitlets.TraitError, match=r"layer 9 is out of range: valid layers are 0-1"):
+    with pytest.raises(
+        traitlets.TraitError, match=r"layer 9 is out of range: valid layers are 0-1"
+    ):
         w.layer = 9
-    with pytest.raises(traitlets.TraitError, match=r"heads \[5\] are out of range: valid heads are 0-1"):
+    with pytest.raises(
+        traitlets.TraitError, match=r"heads \[5\] are out of range: valid heads are 0-1"
+    ):
         w.heads = [0, 5]
     with pytest.raises(traitlets.TraitError, match="Did you mean 'matrix'"):
         w.view = "matrx"
@@ -153,7 +191,9 @@ def test_show_attention_argument_errors(tiny_bert):
         show_attention(model, tok, "the cat", view="heads")
     with pytest.raises(AttentionError, match="needs a tokenizer and a text"):
         show_attention(model)
-    with pytest.raises(AttentionError, match=r"head 4 is out of range: each layer has 2 heads \(0-1\)"):
+    with pytest.raises(
+        AttentionError, match=r"head 4 is out of range: each layer has 2 heads \(0-1\)"
+    ):
         show_attention(model, tok, "the cat", head=4)
     with pytest.raises(AttentionError, match="text is empty"):
         show_attention(model, tok, "  ")
@@ -165,8 +205,13 @@ def test_model_view_thumbnails_keep_row_sums(sent):
     small = downsample(w, 32)
     assert small.shape == (2, 3, 32, 32)
     np.testing.assert_allclose(small.sum(-1), 1.0, atol=1e-5)
-    att = Attention(tokens=[str(i) for i in range(70)], weights={"self": w}, segments=np.zeros(70, np.int8),
-                    word_ids=np.arange(70, dtype=np.int32), layers=[0, 1])
+    att = Attention(
+        tokens=[str(i) for i in range(70)],
+        weights={"self": w},
+        segments=np.zeros(70, np.int8),
+        word_ids=np.arange(70, dtype=np.int32),
+        layers=[0, 1],
+    )
     widget = AttentionWidget(att, view="model", thumb_size=32)
     meta = widget.get_state()["_initial"]["meta"]
     assert meta["shape"] == [2, 3, 32, 32] and len(meta["entropy"]) == 6
@@ -179,11 +224,24 @@ def test_encoder_decoder_kinds_and_reopen_from_file(sent, tmp_path, tiny_t5):
     w = show_attention(Attention.load(att.save(tmp_path / "t5")), view="head", kind="cross")
     assert w.kind == "cross" and w.info["kinds"] == ["encoder", "decoder", "cross"]
     assert w.decoder_tokens == ["[PAD]", "[CLS]", "a", "cat", "[SEP]"]
-    assert w.get_state()["_initial"]["meta"]["shape"][1:] == [5, 5]  # 5 decoder queries x top 5 keys
+    shape = w.get_state()["_initial"]["meta"]["shape"]
+    assert shape[1:] == [5, 5]  # 5 decoder queries x top 5 keys
     sent.clear()
     _page_sends(w, state={"kind": "decoder"})
-    _page_sends(w, {"type": "fetch", "id": "p:4", "what": "rollout", "kind": "decoder", "layer": 1, "head": -1})
-    (_, data, buffers), = [m for m in sent if m[0] == "comm_msg" and m[1].get("method") == "custom"]
+    _page_sends(
+        w,
+        {
+            "type": "fetch",
+            "id": "p:4",
+            "what": "rollout",
+            "kind": "decoder",
+            "layer": 1,
+            "head": -1,
+        },
+    )
+    ((_, data, buffers),) = [
+        m for m in sent if m[0] == "comm_msg" and m[1].get("method") == "custom"
+    ]
     assert data["content"]["shape"] == [5, 5] and len(buffers[0]) == 25
 
 
@@ -208,4 +266,6 @@ def test_static_heatmap_escapes_tokens(xss_bert):
     assert ticks.count("the") == 2  # repeated tokens keep their own columns
     assert "layer 1 · head 2" in fig.layout.title.text
     mean = attention_heatmap(att, None, None)
-    np.testing.assert_allclose(np.asarray(mean.data[0].z), att.weights["self"].mean(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mean.data[0].z), att.weights["self"].mean(axis=(0, 1)), rtol=1e-6
+    )

@@ -51,3 +51,22 @@ def test_report_is_standalone_html_with_escaped_names(two_runs):
     assert len(page) > 1_000_000  # the embedded plotly.js bundle
     assert "<h1>&lt;b&gt;sweep&lt;/b&gt;</h1>" in page
     assert "eval_accuracy" in page
+
+
+def test_nbkit_compare_magic_shows_figure_and_table(two_runs):
+    from IPython.core.error import UsageError
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    ip = start_ipython() or TerminalInteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbkit")
+    dirs = " ".join(str(r.run_dir) for r in two_runs)
+    with capture_output() as cap:
+        ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_accuracy")
+    shown = [o.data for o in cap.outputs]
+    assert any("application/vnd.plotly.v1+json" in d for d in shown) or len(shown) >= 2
+    with pytest.raises(UsageError, match="did you mean 'eval_accuracy'"):
+        ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_acc")
+    with pytest.raises(UsageError, match="needs run directories"):
+        ip.run_line_magic("nbkit", "compare")

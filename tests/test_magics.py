@@ -339,7 +339,10 @@ def test_malformed_finetune_is_one_usage_error_and_writes_nothing(ip, cwd, tiny_
     ("nbkit_load {model} --out 2x", "--out '2x' is not a Python variable name"),
     ("nbkit_load", "%nbkit_load needs a model"),
     ("nbkit", "%nbkit needs a command"),
-    ("nbkit compare a b", "invalid choice: 'compare'"),
+    ("nbkit compare ./no-such-run ./nor-this", "is not an nbkit run directory"),
+    ("nbkit runs a b", "takes one folder"),
+    ("attention", "the following arguments are required"),
+    ("attention nosuchvar hello", "no variable 'nosuchvar'"),
     ("nbkit device now", "takes no argument"),
 ])
 def test_malformed_line_magics(ip, cwd, tiny_bert_dir, line, needle):

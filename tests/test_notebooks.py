@@ -40,6 +40,7 @@ class NotebookRun:
     seconds: float = 0.0
     peak_rss: int = 0  # bytes: the kernel's high-water mark (VmHWM), else the polled maximum
     errors: list[str] = field(default_factory=list)
+    per_cell: list[tuple[int, float, int]] = field(default_factory=list)  # (cell, seconds, peak RSS so far)
     text: str = ""  # every output, concatenated, for content checks
 
     def line(self) -> str:
@@ -147,8 +148,11 @@ def run_notebook(path: Path, workdir: Path, *, small: bool = True, python: str =
         pid = client.km.provisioner.process.pid
         peak["pid"], peak["poll"] = pid, _Peak(pid)
 
-    def cell_done(**_):  # the kernel is alive between cells (not in on_notebook_complete)
+    def cell_done(cell, cell_index, **_):  # the kernel is alive between cells, not at the end
         peak["hwm"] = max(int(peak.get("hwm") or 0), _hwm(peak["pid"]))
+        now = time.perf_counter()
+        result.per_cell.append((cell_index, round(now - peak.get("t", t0), 2), peak["hwm"]))
+        peak["t"] = now
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(workdir)}},
@@ -229,3 +233,6 @@ if __name__ == "__main__":
         record(res)
         for err in res.errors:
             print("   ", err)
+        if "--cells" in sys.argv:
+            for index, seconds, rss in res.per_cell:
+                print(f"    cell {index:2d}: {seconds:6.1f} s, peak so far {rss / 2**20:.0f} MB")

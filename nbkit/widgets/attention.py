@@ -26,8 +26,13 @@ _STATIC = Path(__file__).parent / "static"
 # Concatenated into one ES module: anywidget loads a single module, so the helpers come first and
 # attention.js (the only file with an `export`) last.
 _JS_FILES = ("attention_util.js", "attention_head.js", "attention_matrix.js", "attention.js")
-_WHAT_FOR_VIEW = {"head": "sparse", "model": "thumbs", "matrix": "dense", "rollout": "rollout",
-                  "generation": "dense"}
+_WHAT_FOR_VIEW = {
+    "head": "sparse",
+    "model": "thumbs",
+    "matrix": "dense",
+    "rollout": "rollout",
+    "generation": "dense",
+}
 
 
 def _static(*names: str) -> str:
@@ -50,7 +55,8 @@ def downsample(weights: np.ndarray, size: int) -> np.ndarray:
     rows, cols = _blocks(weights.shape[-2], size), _blocks(weights.shape[-1], size)
     counts = np.diff(np.append(rows, weights.shape[-2]))  # (sq,)
     summed = np.add.reduceat(weights, cols, axis=-1)  # (..., Tq, sk)
-    return (np.add.reduceat(summed, rows, axis=-2) / counts[:, None]).astype(np.float32)  # (..., sq, sk)
+    small = np.add.reduceat(summed, rows, axis=-2) / counts[:, None]  # (..., sq, sk)
+    return small.astype(np.float32)
 
 
 def request_key(what: str, kind: str, layer: int, head: int) -> str:
@@ -84,9 +90,17 @@ class AttentionWidget(anywidget.AnyWidget):
     info = t.Dict().tag(sync=True)
     _initial = t.Dict().tag(sync=True)  # {"meta": {...}, "buffers": [bytes, ...]} of the first view
 
-    def __init__(self, attention: Attention, *, view: str = "head", kind: str | None = None,
-                 layer: int | str | None = None, head: int | str | None = None, top_k: int = 16,
-                 thumb_size: int = 32) -> None:
+    def __init__(
+        self,
+        attention: Attention,
+        *,
+        view: str = "head",
+        kind: str | None = None,
+        layer: int | str | None = None,
+        head: int | str | None = None,
+        top_k: int = 16,
+        thumb_size: int = 32,
+    ) -> None:
         self.attention = attention
         self._top_k, self._thumb = int(top_k), int(thumb_size)
         self._cache: OrderedDict[str, tuple[dict[str, Any], list[bytes]]] = OrderedDict()
@@ -103,10 +117,15 @@ class AttentionWidget(anywidget.AnyWidget):
         # The first view's data travels in the comm_open state (and so in a saved notebook).
         meta, buffers = self.payload(_WHAT_FOR_VIEW[view], kind, layer_index, head_index)
         super().__init__(
-            view=view, kind=kind, layer=layer_index, head=head_index,
+            view=view,
+            kind=kind,
+            layer=layer_index,
+            head=head_index,
             heads=all_heads if head_index == MEAN else [head_index],
-            tokens=list(attention.tokens), decoder_tokens=list(attention.decoder_tokens or []),
-            segments=[int(s) for s in attention.segments], info=self._info(),
+            tokens=list(attention.tokens),
+            decoder_tokens=list(attention.decoder_tokens or []),
+            segments=[int(s) for s in attention.segments],
+            info=self._info(),
             _initial={"meta": meta, "buffers": buffers},
         )
         self.on_msg(self._on_msg)
@@ -114,9 +133,15 @@ class AttentionWidget(anywidget.AnyWidget):
     def _info(self) -> dict[str, Any]:
         a = self.attention
         return {
-            "layers": a.layers, "num_heads": a.num_heads, "kinds": list(a.kinds), "causal": a.causal,
-            "prompt_length": a.prompt_length, "note": a.note, "model_name": a.model_name,
-            "top_k": self._top_k, "merged": a.merged,
+            "layers": a.layers,
+            "num_heads": a.num_heads,
+            "kinds": list(a.kinds),
+            "causal": a.causal,
+            "prompt_length": a.prompt_length,
+            "note": a.note,
+            "model_name": a.model_name,
+            "top_k": self._top_k,
+            "merged": a.merged,
         }
 
     # ------------------------------------------------------------------------------ validation
@@ -135,16 +160,19 @@ class AttentionWidget(anywidget.AnyWidget):
     def _valid_layer(self, proposal: Any) -> int:
         value, layers = proposal["value"], self.attention.layers
         if value != MEAN and value not in layers:
-            raise t.TraitError(f"layer {value} is out of range: valid layers are {layers[0]}-"
-                               f"{layers[-1]} (captured: {layers}), or -1 for the average.")
+            raise t.TraitError(
+                f"layer {value} is out of range: valid layers are {layers[0]}-"
+                f"{layers[-1]} (captured: {layers}), or -1 for the average."
+            )
         return value
 
     @t.validate("head")
     def _valid_head(self, proposal: Any) -> int:
         value, n = proposal["value"], self.attention.num_heads
         if not MEAN <= value < n:
-            raise t.TraitError(f"head {value} is out of range: valid heads are 0-{n - 1}, "
-                               "or -1 for the average.")
+            raise t.TraitError(
+                f"head {value} is out of range: valid heads are 0-{n - 1}, or -1 for the average."
+            )
         return value
 
     @t.validate("heads")
@@ -156,7 +184,9 @@ class AttentionWidget(anywidget.AnyWidget):
         return sorted(set(proposal["value"]))
 
     # ------------------------------------------------------------------------------ data for the page
-    def payload(self, what: str, kind: str, layer: int, head: int) -> tuple[dict[str, Any], list[bytes]]:
+    def payload(
+        self, what: str, kind: str, layer: int, head: int
+    ) -> tuple[dict[str, Any], list[bytes]]:
         """(meta, buffers) for one request; cached, since the page re-asks after a re-render."""
         key = request_key(what, kind, layer, head)
         if key in self._cache:
@@ -169,11 +199,15 @@ class AttentionWidget(anywidget.AnyWidget):
             self._cache.popitem(last=False)
         return built
 
-    def _build(self, what: str, kind: str, layer: int, head: int) -> tuple[dict[str, Any], list[bytes]]:
+    def _build(
+        self, what: str, kind: str, layer: int, head: int
+    ) -> tuple[dict[str, Any], list[bytes]]:
         a = self.attention
         kind = a.check_kind(kind)
         lay = None if layer == MEAN else layer
-        if what == "sparse":  # head view: the top-k keys of every query, for every head of one layer
+        if (
+            what == "sparse"
+        ):  # head view: the top-k keys of every query, for every head of one layer
             w = a.weights[kind]  # (L, H, Tq, Tk)
             w = w.mean(axis=0) if lay is None else w[a.layer_position(lay)]  # (H, Tq, Tk)
             idx, val = top_k(w, self._top_k)  # (H, Tq, k) each
@@ -191,18 +225,27 @@ class AttentionWidget(anywidget.AnyWidget):
         if what == "thumbs":  # model view: every layer x head at reduced resolution
             small = downsample(a.weights[kind], self._thumb)  # (L, H, sq, sk)
             scales = small.max(axis=(2, 3))  # (L, H)
-            meta = {"shape": list(small.shape), "scales": scales.ravel().tolist(),
-                    "entropy": np.round(a.entropy(kind), 4).ravel().tolist()}
+            meta = {
+                "shape": list(small.shape),
+                "scales": scales.ravel().tolist(),
+                "entropy": np.round(a.entropy(kind), 4).ravel().tolist(),
+            }
             return meta, [_quantize(small, scales[:, :, None, None]).tobytes()]
-        raise AttentionError(f"unknown request {what!r}; expected sparse, dense, rollout or thumbs.")
+        raise AttentionError(
+            f"unknown request {what!r}; expected sparse, dense, rollout or thumbs."
+        )
 
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "fetch":
             return
         req = content.get("id")
         try:
-            meta, buffers = self.payload(str(content.get("what")), str(content.get("kind")),
-                                         int(content.get("layer", 0)), int(content.get("head", MEAN)))
+            meta, buffers = self.payload(
+                str(content.get("what")),
+                str(content.get("kind")),
+                int(content.get("layer", 0)),
+                int(content.get("head", MEAN)),
+            )
         except (AttentionError, ValueError, TypeError) as err:
             self.send({"type": "error", "id": req, "message": str(err)})
             return
@@ -211,27 +254,42 @@ class AttentionWidget(anywidget.AnyWidget):
 
 def _check_view(view: str, attention: Attention, error: type[Exception] = AttentionError) -> str:
     if view not in VIEWS:
-        raise error(f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}.")
+        raise error(
+            f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}."
+        )
     if view == "generation" and attention.prompt_length is None:
         raise error("view 'generation' needs a causal model captured with max_new_tokens=N.")
     return view
 
 
-def show_attention(model: Any, tokenizer: Any = None, text: str | None = None, *,
-                   text_pair: str | None = None, view: str = "head", layer: int | str | None = None,
-                   head: int | str | None = None, kind: str | None = None, top_k: int = 16,
-                   **capture: Any) -> AttentionWidget:
+def show_attention(
+    model: Any,
+    tokenizer: Any = None,
+    text: str | None = None,
+    *,
+    text_pair: str | None = None,
+    view: str = "head",
+    layer: int | str | None = None,
+    head: int | str | None = None,
+    kind: str | None = None,
+    top_k: int = 16,
+    **capture: Any,
+) -> AttentionWidget:
     """Capture attention for `text` and return the interactive view (display it, or leave it last in
     a cell). `model` may also be a saved `Attention` (then no tokenizer or text). `layer`/`head` pick
     the first map shown ("mean" averages); `capture` goes to `capture_attention` (layers, target,
     max_new_tokens, truncate)."""
     if view not in VIEWS:
-        raise AttentionError(f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}.")
+        raise AttentionError(
+            f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}."
+        )
     if isinstance(model, Attention):
         attention = model
     else:
         if tokenizer is None or text is None:
-            raise AttentionError("show_attention(model, tokenizer, text) needs a tokenizer and a text.")
+            raise AttentionError(
+                "show_attention(model, tokenizer, text) needs a tokenizer and a text."
+            )
         if view == "generation" and not capture.get("max_new_tokens"):
             capture["max_new_tokens"] = 20
         attention = capture_attention(model, tokenizer, text, text_pair=text_pair, **capture)
