@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .figures import compare_figure
+from .figures import compare_figure, compare_png, figure_bundle
 
 
 @dataclass
@@ -20,11 +20,13 @@ class Comparison:
     figure: Any  # plotly Figure
     table: pd.DataFrame  # one row per run: differing config keys, final and best metric
     metric: str
+    histories: dict[str, pd.DataFrame]
 
     def _ipython_display_(self) -> None:
         from IPython.display import HTML, display
 
-        display(self.figure)
+        png = compare_png(self.histories, self.metric)
+        display(figure_bundle(self.figure, png, f"<nbkit comparison of {len(self.histories)} runs>"), raw=True)
         display(HTML(self.table_html()))
 
     def table_html(self) -> str:
@@ -66,4 +68,4 @@ def compare(runs: Iterable[Any], metric: str = "eval_loss") -> Comparison:
         rows.append({"run": name, "status": run.status, **{k: run.config.get(k) for k in differing},
                      f"final {metric}": values.iloc[-1] if len(values) else None, f"best {metric}": best})
     table = pd.DataFrame(rows).set_index("run")
-    return Comparison(figure=compare_figure(histories, metric), table=table, metric=metric)
+    return Comparison(figure=compare_figure(histories, metric), table=table, metric=metric, histories=histories)

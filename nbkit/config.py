@@ -61,6 +61,7 @@ class TrainConfig:
     best_metric: str = _opt("eval_loss", "metric that picks the best checkpoint", str)
     early_stopping: int | None = _opt(None, "stop after N evaluations without improvement", int, min=1)
     seed: int = _opt(0, "random seed for weights init, data order and dropout", int, min=0)
+    scale_lr: bool = _opt(False, "multiply lr by the number of processes (linear scaling rule)", bool)
     name: str | None = _opt(None, "run name (default: derived from the model)", str)
     run_dir: str | None = _opt(None, "run directory (default: ./nbkit-runs/<name>-<time>)", str)
 
@@ -80,6 +81,12 @@ class FinetuneConfig(TrainConfig):
     label: str | None = _opt("label", "column holding the label", str)
     eval_split: float = _opt(0.1, "fraction (or count) of train held out for eval when data has none", float, min=0)
     test: bool = _opt(True, "evaluate on the data's test split at the end, when it has one", bool)
+    processes: int = _opt(1, "worker processes per machine (> 1: launched with `launcher`)", int, min=1)
+    launcher: str = _opt("accelerate", "how workers start: accelerate launch or torchrun", str,
+                         choices=("accelerate", "torchrun"))
+    accelerate_config: str | None = _opt(None, "an accelerate config file (DDP/FSDP/DeepSpeed settings)", str)
+    hosts: int = _opt(1, "machines taking part (each runs `processes` workers)", int, min=1)
+    main_address: str = _opt("127.0.0.1", "address of machine 0 when hosts > 1", str)
     epochs: int = _opt(3, "passes over the training data", int, min=1)
 
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from ._attention_figure import attention_heatmap
 
-__all__ = ["attention_heatmap", "compare_figure", "ema", "metrics_table_html", "training_figure", "training_png"]
+__all__ = ["attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html", "training_figure", "training_png"]
 
 LOSS_COLOR = "#1f77b4"
 EVAL_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
@@ -101,19 +101,58 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
-                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100,
-                 x: str = "step") -> bytes:
-    """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
-    GitHub or nbviewer, where no kernel draws the live widget."""
+def _png(fig) -> bytes:
     import io
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _mpl_figure(width: float, height: float, dpi: int):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # not pyplot: no global state, safe from a thread
 
-    fig = Figure(figsize=(width, height), dpi=dpi)
+    return Figure(figsize=(width, height), dpi=dpi)
+
+
+def compare_png(histories: dict[str, pd.DataFrame], metric: str = "eval_loss", *, width: float = 8.0,
+                height: float = 3.4, dpi: int = 100) -> bytes:
+    """The comparison chart as a PNG, for viewers without plotly (GitHub, nbviewer)."""
+    fig = _mpl_figure(width, height, dpi)
+    ax = fig.add_subplot()
+    for i, (name, hist) in enumerate(histories.items()):
+        if metric not in hist:
+            continue
+        pts = hist[hist[metric].notna()]
+        y = ema(pts[metric]) if metric == "loss" else pts[metric]
+        ax.plot(pts["step"], y, "-" if metric == "loss" else "o-", ms=3, label=name.replace("$", r"\$"),
+                color=EVAL_COLORS[i % len(EVAL_COLORS)])
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def figure_bundle(fig: go.Figure, png: bytes, text: str) -> dict[str, Any]:
+    """A display bundle: the interactive plotly figure for JupyterLab (plotly's mime renderer), a
+    PNG for viewers without it, and text."""
+    import base64
+
+    return {"application/vnd.plotly.v1+json": fig.to_plotly_json(),
+            "image/png": base64.b64encode(png).decode("ascii"), "text/plain": text}
+
+
+def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
+                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100,
+                 x: str = "step") -> bytes:
+    """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
+    GitHub or nbviewer, where no kernel draws the live widget."""
+    fig = _mpl_figure(width, height, dpi)
     ax = fig.add_subplot()
     steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
     if len(steps):
@@ -149,6 +188,4 @@ def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[in
         ax.set_title(title.replace("$", r"\$"), fontsize=10)  # "$...$" would otherwise be mathtext
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _png(fig)

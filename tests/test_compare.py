@@ -65,7 +65,9 @@ def test_nbkit_compare_magic_shows_figure_and_table(two_runs):
     with capture_output() as cap:
         ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_accuracy")
     shown = [o.data for o in cap.outputs]
-    assert any("application/vnd.plotly.v1+json" in d for d in shown) or len(shown) >= 2
+    assert len(shown) == 2
+    assert len(shown[0]["application/vnd.plotly.v1+json"]["data"]) == 2  # live figure for JupyterLab
+    assert shown[0]["image/png"].startswith("iVBOR")  # and a PNG for viewers without plotly
     with pytest.raises(UsageError, match="did you mean 'eval_accuracy'"):
         ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_acc")
     with pytest.raises(UsageError, match="needs run directories"):

@@ -64,15 +64,20 @@ class BatchOrder:
             return self._chunk(idx)
         # Sort within megabatches, then shuffle the batches: similar lengths per batch, random order.
         mega = self.batch_size * MEGABATCH_FACTOR
-        batches: list[list[int]] = []
+        lengths = self.lengths
+        grouped: list[int] = []
         for start in range(0, self.n, mega):
-            group = sorted(idx[start:start + mega], key=lambda i: -self.lengths[i])  # type: ignore[index]
-            batches.extend(self._chunk(group))
-        order = torch.randperm(len(batches), generator=g).tolist()
-        longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])  # type: ignore[index]
-        # The longest batch goes first so an out-of-memory error shows at step 1, not at step 900.
-        order.remove(longest)
-        return [batches[longest]] + [batches[b] for b in order]
+            grouped += sorted(idx[start:start + mega], key=lambda i: -lengths[i])
+        batches = self._chunk(grouped)
+        # Only the very last batch may be short: accelerate's sharding across processes relies on it.
+        tail = batches.pop() if batches and len(batches[-1]) < self.batch_size else None
+        if batches:
+            order = torch.randperm(len(batches), generator=g).tolist()
+            longest = max(range(len(batches)), key=lambda b: lengths[batches[b][0]])
+            # The longest batch goes first so an out-of-memory error shows at step 1, not at step 900.
+            order.remove(longest)
+            batches = [batches[longest]] + [batches[b] for b in order]
+        return batches + ([tail] if tail else [])
 
     def _chunk(self, idx: list[int]) -> list[list[int]]:
         out = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]

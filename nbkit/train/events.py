@@ -34,6 +34,8 @@ class RunStart(Event):
     epochs: int
     start_step: int = 0
     effective_batch_size: int = 0
+    processes: int = 1
+    lr: float | None = None  # the peak learning rate in effect (after scale_lr)
     config: dict[str, Any] = field(default_factory=dict)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
+from .launch import WORKER_ENV, launch_finetune
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
@@ -46,7 +47,8 @@ def prepare(cfg: FinetuneConfig):
 
 def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
-             background: bool = False, progress: bool = True, **options: Any):
+             background: bool = False, progress: bool = True, stop_file: str | os.PathLike | None = None,
+             **options: Any):
     """Fine-tune `model` on `data` and return the `Run`.
 
     `model`: "minilm" (bundled weights, the default), a hub id or a local folder, or a
@@ -69,6 +71,12 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
         if value is not None:
             values[key] = value
     cfg = resolve_config(values, **options)
+    if (cfg.processes > 1 or cfg.hosts > 1) and not os.environ.get(WORKER_ENV):
+        if resume_from is not None:
+            values["run_dir"] = str(resume_from)
+            cfg = resolve_config(values, **options)
+        return launch_finetune(cfg, callbacks=callbacks, progress=progress, background=background,
+                               resume=resume_from is not None)
     ds, net, tokenizer = prepare(cfg)
     extra = {k: getattr(cfg, k) for k in FinetuneConfig.__dataclass_fields__ if k not in _TRAIN_KEYS}
     for key in ("model", "data"):
@@ -80,4 +88,4 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     return fit(net, ds["train"], ds.get("eval"),
                test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
                callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
-               config_extra=extra, **train_opts)
+               config_extra=extra, stop_file=stop_file, **train_opts)

@@ -35,16 +35,19 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         warmup: float = 0.0, max_grad_norm: float | None = 1.0, precision: str = "auto",
         group_by_length: bool | None = None, max_length: int = 256, eval_every: int | None = None,
         metrics: Sequence[Any] = (), best_metric: str = "eval_loss", early_stopping: int | None = None,
-        seed: int = 0, callbacks: Sequence[Callable] = (), name: str | None = None,
+        seed: int = 0, scale_lr: bool = False, callbacks: Sequence[Callable] = (), name: str | None = None,
         run_dir: str | os.PathLike | None = None, test: Any = None, resume_from: str | os.PathLike | None = None,
-        background: bool = False, progress: bool = True, config_extra: dict | None = None) -> Run:
+        background: bool = False, progress: bool = True, config_extra: dict | None = None,
+        stop_file: str | os.PathLike | None = None) -> Run:
     """Train `model` on `train` and return a `Run` (see the module docstring of nbkit.train).
 
     `model` is a Hugging Face model (returns `.loss` when the batch has labels) or any
     `torch.nn.Module`: dict batches are passed as `model(**batch)`, tuple batches `(inputs, targets)`
     as `model(inputs)` and scored with `loss_fn(outputs, targets)`. Text data is tokenized once and
     grouped by length (`group_by_length=False` turns that off). `background=True` trains in a thread
-    and returns at once; `resume_from=run_dir` continues an interrupted run exactly.
+    and returns at once; `resume_from=run_dir` continues an interrupted run exactly. `stop_file`: a
+    path whose appearance stops the run at the next step boundary (how a notebook stops worker
+    processes it launched).
     """
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     options["metrics"] = list(metrics)
@@ -53,7 +56,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     cfg = build_config(TrainConfig, options)
     loop = _Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                  loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
-                 progress=progress, config_extra=config_extra or {})
+                 progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
     run = loop.run
     if background:
         run._thread = threading.Thread(target=loop.execute, name=f"nbkit-{run.name}", daemon=True)
@@ -74,15 +77,18 @@ def _precision(requested: str) -> str:
 
 def _accelerator(mixed_precision: str, grad_accum: int):
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
 
     state = AcceleratorState._shared_state
-    single = not PartialState._shared_state or PartialState().num_processes == 1
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1  # set by torchrun / accelerate launch
     if state and single and state.get("_mixed_precision") not in (None, mixed_precision):
         # accelerate keeps one process-wide state; in a notebook the next run may want another
         # precision. With one process nothing else depends on it, so start it afresh.
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+    # Without a GPU, accelerate joins the processes of a torchrun/accelerate launch (gloo) only
+    # when told it runs on the CPU; for one process this changes nothing.
+    on_cpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=on_cpu)
 
 
 def _default_name(model: torch.nn.Module) -> str:
@@ -120,8 +126,9 @@ class _Loop:
     step; `execute` then runs to the end (in the caller's thread or a background one)."""
 
     def __init__(self, model, train, eval, *, test, cfg: TrainConfig, tokenizer, collate_fn, loss_fn,
-                 callbacks, resume: bool, progress: bool, config_extra: dict):
+                 callbacks, resume: bool, progress: bool, config_extra: dict, stop_file=None):
         self.cfg, self.loss_fn, self.tokenizer = cfg, loss_fn, tokenizer
+        self.stop_file = Path(stop_file) if stop_file else None
         self.kind = _model_kind(model)
         self.metric_specs = resolve_metrics(cfg.metrics)
         name = cfg.name or _default_name(model)
@@ -198,27 +205,42 @@ class _Loop:
         try:
             set_seed(cfg.seed)
             acc = self.acc = _accelerator(_precision(cfg.precision), cfg.grad_accum)
-            opt = self._optimizer()
-            sched = self._scheduler(opt)
-            prepared = acc.prepare(self.model, opt, self.train_loader, sched,
+            if not acc.is_main_process:
+                run._observers.clear()  # one process logs, draws and checkpoints: rank 0
+            prepared = acc.prepare(self.model, self._optimizer(), self.train_loader,
                                    *[x for x in (self.eval_loader, self.test_loader) if x is not None])
-            self.pmodel, self.opt, train_loader, self.sched = prepared[:4]
-            rest = list(prepared[4:])
+            self.pmodel, self.opt, train_loader = prepared[:3]
+            rest = list(prepared[3:])
             self.eval_loader = rest.pop(0) if self.eval_loader is not None else None
             self.test_loader = rest.pop(0) if self.test_loader is not None else None
+            # With several processes each sees a shard: count steps on the prepared loader.
+            self.batches_per_epoch = len(train_loader)
+            self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / cfg.grad_accum))
+            self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+            self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+            # Not handed to accelerate.prepare: its wrapper steps a scheduler once per process, for
+            # schedules sized on the unsharded data. This one is sized on the shard; it steps once
+            # per real optimizer step.
+            if cfg.scale_lr and acc.num_processes > 1:
+                for group in self.opt.optimizer.param_groups:
+                    group["lr"] = cfg.lr * acc.num_processes
+            self.sched = self._scheduler(self.opt.optimizer)
             self.checkpointer = ckpt.Checkpointer(run.run_dir, cfg.best_metric)
             self.step, start_epoch, self.consumed = 0, 0, 0
             if self.resume_ckpt is not None:
                 state = ckpt.load_training_state(self.resume_ckpt, model=acc.unwrap_model(self.pmodel),
                                                  optimizer=self.opt, scheduler=self.sched)
                 self.step, start_epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
+                self.saved_step = self.step
             run.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(run.run_dir, run.config)
             run.status = "running"
             run._emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=self.total_steps,
                                steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
                                start_step=self.step, config=run.config,
-                               effective_batch_size=cfg.batch_size * cfg.grad_accum * acc.num_processes))
+                               effective_batch_size=cfg.batch_size * cfg.grad_accum * acc.num_processes,
+                               processes=acc.num_processes,
+                               lr=cfg.lr * (acc.num_processes if cfg.scale_lr else 1)))
             status, message = self._train(train_loader, start_epoch)
         except KeyboardInterrupt:
             status, message = "stopped", "interrupted"
@@ -243,7 +265,8 @@ class _Loop:
     def _train(self, train_loader, start_epoch: int) -> tuple[str, str]:
         run, cfg, acc = self.run, self.cfg, self.acc
         model = self.pmodel
-        per_epoch_batches = len(train_loader)
+        per_epoch_batches = self.batches_per_epoch
+        multi = acc.num_processes > 1
         t_last = time.perf_counter()
         t0 = t_last
         samples = tokens = 0
@@ -258,7 +281,7 @@ class _Loop:
                 train_loader.set_epoch(epoch)
             if self.order is not None:
                 self.order.set_epoch(epoch)
-                self.order.skip = skip
+                self.order.skip = skip * acc.num_processes  # the order is global; shards interleave
                 batches = train_loader
             else:
                 from accelerate import skip_first_batches
@@ -281,7 +304,8 @@ class _Loop:
                     if acc.sync_gradients and cfg.max_grad_norm:
                         grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     self.opt.step()
-                    self.sched.step()
+                    if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+                        self.sched.step()
                     self.opt.zero_grad()
                 losses.append(loss.detach())
                 samples += _batch_size(batch)
@@ -292,7 +316,7 @@ class _Loop:
                 self.consumed += len(losses)
                 now = time.perf_counter()
                 dt = max(now - t_last, 1e-9)
-                step_loss = float(torch.stack(losses).mean())
+                step_loss, samples, tokens = self._step_totals(losses, samples, tokens, multi)
                 run._emit(StepEnd(step=self.step, epoch=epoch + self.consumed / per_epoch_batches,
                                   loss=step_loss, lr=self.sched.get_last_lr()[0],
                                   samples_per_s=samples / dt, tokens_per_s=(tokens / dt) if tokens else None,
@@ -302,7 +326,7 @@ class _Loop:
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._evaluate_and_save()
                     model.train()
-                if self.step >= self.total_steps or run._stop_event.is_set():
+                if self.step >= self.total_steps or self._should_stop(multi):
                     break
                 self._wait_if_paused()
                 t_last = time.perf_counter()
@@ -315,7 +339,7 @@ class _Loop:
                     self._evaluate_and_save()
                 else:
                     self._save()
-            if run._stop_event.is_set() or self.step >= self.total_steps:
+            if self._should_stop(multi) or self.step >= self.total_steps:
                 break
             if run._stop_after_epoch:
                 self._save(final=True)
@@ -327,6 +351,35 @@ class _Loop:
             metrics = self.evaluate(self.test_loader, prefix="test_")
             run._emit(EvalEnd(step=self.step, epoch=self.step / self.steps_per_epoch, metrics=metrics))
         return "finished", run._stop_reason or ""
+
+    def _step_totals(self, losses, samples: int, tokens: int, multi: bool) -> tuple[float, int, int]:
+        """Mean loss of the step and the samples/tokens it saw, over all processes (one all-reduce)."""
+        local = torch.stack(losses).mean()
+        if not multi:
+            return float(local), samples, tokens
+        packed = torch.tensor([float(local), 1.0, samples, tokens], device=self.acc.device)
+        total = self.acc.reduce(packed, reduction="sum")
+        return float(total[0] / total[1]), int(total[2]), int(total[3])
+
+    def _should_stop(self, multi: bool) -> bool:
+        """Has anyone asked to stop: an observer, a button, Ctrl-C, the stop file, or (with several
+        processes) any other process? Every process must reach the same answer at the same step,
+        or they would wait for each other forever."""
+        run = self.run
+        if self.stop_file is not None and not run._stop_event.is_set() and self.stop_file.exists():
+            run._request_stop("stopped (stop file)", status="stopped")
+        if not multi:
+            return run._stop_event.is_set()
+        if run._stop_event.is_set():
+            self.acc.set_trigger()
+        if not self.acc.check_trigger():
+            return False
+        from accelerate.utils import broadcast_object_list
+
+        decision = broadcast_object_list([run._stop_reason or "stopped", run._stop_status])
+        run._request_stop(decision[0], status=decision[1])
+        run._stop_reason, run._stop_status = decision[0], decision[1]
+        return True
 
     def _loss(self, model, batch) -> torch.Tensor:
         return compute_loss(model, batch, self.loss_fn, type(self.model).__name__)
@@ -377,14 +430,17 @@ class _Loop:
     def _save(self, metric: float | None = None, final: bool = False) -> None:
         if not hasattr(self, "checkpointer"):
             return  # failed before training started: nothing worth saving
-        last = self.checkpointer.index.get("last")
-        if final and last == f"step-{self.step:07d}":
-            return  # this step is already on disk
+        if final and getattr(self, "saved_step", None) == self.step:
+            return  # this step is already on disk (every process knows, so none waits in vain)
+        self.saved_step = self.step
         # Where to pick up: the epoch and how many of its batches are done (a full epoch: the next).
         epoch, consumed = getattr(self, "epoch", 0), self.consumed
-        if consumed >= len(self.train_loader):
+        if consumed >= self.batches_per_epoch:
             epoch, consumed = epoch + 1, 0
         state = {"step": self.step, "epoch": epoch, "consumed": consumed}
+        self.acc.wait_for_everyone()
+        if not self.acc.is_main_process:
+            return
         path, best = self.checkpointer.save(model=self.acc.unwrap_model(self.pmodel), optimizer=self.opt,
                                             scheduler=self.sched, tokenizer=self.tokenizer, state=state,
                                             metric=metric)
@@ -469,6 +525,9 @@ def evaluate_model(model, loader, specs, *, loss_fn=None, kind="hf", prefix="eva
                 labels.append(y.reshape(-1).cpu().numpy())
     if was_training:
         model.train()
+    if accelerator is not None and accelerator.num_processes > 1:
+        sums = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), "sum")
+        total, count = float(sums[0]), int(sums[1])
     if count == 0:
         raise DataError("the evaluation data is empty")
     cat = (lambda xs: np.concatenate(xs)) if preds else (lambda xs: None)

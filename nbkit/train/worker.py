@@ -2,17 +2,19 @@
 
 The run directory must hold a `config.yaml` (the keys of `FinetuneConfig`). The worker trains into
 that directory, so a notebook (or `accelerate launch` / `torchrun`, later) can start it and follow
-`metrics.jsonl`. It has no global state beyond the process itself. Exit status: 0 finished,
-3 stopped, 1 failed.
+`metrics.jsonl`. It has no global state beyond the process itself. Exit status: 0 when the run
+finished or was stopped (a clean end), 1 when it failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
-EXIT_CODES = {"finished": 0, "stopped": 3}
+EXIT_CODES = {"finished": 0, "stopped": 0}  # a stop is a clean end: launchers must not see a crash
 
 
 def load_run_config(run_dir: Path) -> dict:
@@ -33,15 +35,49 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..config import FinetuneConfig
     from .finetune import finetune
+    from .launch import LOG_DIR, STOP_FILE
 
-    config = load_run_config(args.run_dir)
-    if args.resume:
-        run = finetune(resume_from=args.run_dir, progress=args.progress)
-    else:
-        config = {k: v for k, v in config.items() if k in FinetuneConfig.__dataclass_fields__}
-        config["run_dir"] = str(args.run_dir)
-        run = finetune(config=config, progress=args.progress)
+    rank = os.environ.get("RANK", "0")
+    _tee_output(args.run_dir / LOG_DIR / f"rank-{rank}.log")
+    stop_file = args.run_dir / STOP_FILE
+    try:
+        config = load_run_config(args.run_dir)
+        if args.resume:
+            run = finetune(resume_from=args.run_dir, progress=args.progress, stop_file=stop_file)
+        else:
+            config = {k: v for k, v in config.items() if k in FinetuneConfig.__dataclass_fields__}
+            config["run_dir"] = str(args.run_dir)
+            run = finetune(config=config, progress=args.progress, stop_file=stop_file)
+    except BaseException:
+        traceback.print_exc()  # into this rank's log, where the notebook looks for it
+        raise
     return EXIT_CODES.get(run.status, 1)
+
+
+class _Tee:
+    """Write to the console and to this rank's log file (Python-level output)."""
+
+    def __init__(self, stream, file):
+        self.stream, self.file = stream, file
+
+    def write(self, text):
+        self.file.write(text)
+        self.file.flush()
+        return self.stream.write(text)
+
+    def flush(self):
+        self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _tee_output(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+    sys.stdout = _Tee(sys.stdout, log)
+    sys.stderr = _Tee(sys.stderr, log)
 
 
 if __name__ == "__main__":
