@@ -33,7 +33,8 @@ def setup(tmp_path_factory):
     for i in range(256):
         y = i % 2
         words = WORDS[20:60] if y == 0 else WORDS[60:100]
-        rows.append({"text": " ".join(words[(i * 7 + k) % 40] for k in range(3 + i % 20)), "label": "neg pos".split()[y]})
+        text = " ".join(words[(i * 7 + k) % 40] for k in range(3 + i % 20))
+        rows.append({"text": text, "label": ["neg", "pos"][y]})
     csv = root / "data.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
