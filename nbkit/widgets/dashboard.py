@@ -148,8 +148,16 @@ class Dashboard:
             return
         if isinstance(event, RunStart):
             self.start, self.name, self.status = event, event.name, "running"
+            setup = [f"{event.steps_per_epoch} steps/epoch"]
+            if event.effective_batch_size:
+                setup.append(f"effective batch {event.effective_batch_size}")
+            if event.processes > 1:
+                setup.append(f"{event.processes} processes")
+            if event.lr:
+                setup.append(f"lr {event.lr:.3g}")
             self.title.value = (f"<b>{html.escape(event.name)}</b> &middot; "
-                                f"<code>{html.escape(str(event.run_dir))}</code>")
+                                f"<code>{html.escape(str(event.run_dir))}</code><br>"
+                                f"<span style='color:#666;font-size:12px'>{' &middot; '.join(setup)}</span>")
         elif isinstance(event, EvalEnd):
             self.eval_rows.append({"step": event.step, **event.metrics})
             for key, value in event.metrics.items():
@@ -182,6 +190,12 @@ class Dashboard:
         run = self.run
         if run is None:
             return
+        try:
+            self._act(run, action)
+        except NotImplementedError as exc:  # e.g. pause on a multi-process run: say so, don't crash
+            self.controls.hint = str(exc)
+
+    def _act(self, run: Any, action: str | None) -> None:
         if action == "stop":
             run.stop("stopped from the dashboard")
         elif action == "pause":
