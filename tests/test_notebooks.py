@@ -49,12 +49,14 @@ class NotebookRun:
                 f"{len(self.errors)} errors")
 
 
-def kernel_dir(root: Path, python: str = sys.executable) -> Path:
-    """A JUPYTER_PATH folder whose python3 kernel runs `python` (not whatever is installed globally)."""
+def kernel_dir(root: Path, python: str = sys.executable, wrapper: str | None = None) -> Path:
+    """A JUPYTER_PATH folder whose python3 kernel runs `python` (not whatever is installed globally),
+    started through `wrapper` if given (e.g. binder/start, which sets the environment and execs)."""
     spec = root / "kernels" / "python3"
     spec.mkdir(parents=True, exist_ok=True)
+    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [wrapper, *argv] if wrapper else argv,
         "display_name": "Python 3 (ipykernel)", "language": "python"}))
     return root
 
@@ -117,7 +119,7 @@ def _outputs_text(nb) -> tuple[str, list[str]]:
 
 
 def run_notebook(path: Path, workdir: Path, *, small: bool = True, python: str = sys.executable,
-                 timeout: int = 900) -> NotebookRun:
+                 wrapper: str | None = None, timeout: int = 900) -> NotebookRun:
     """Execute a copy of `path` in `workdir` with a kernel on `python`; the copy keeps its outputs."""
     import nbformat
     from nbclient import NotebookClient
@@ -132,7 +134,7 @@ def run_notebook(path: Path, workdir: Path, *, small: bool = True, python: str =
                                                  "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
                                                  "OMP_NUM_THREADS", "MPLBACKEND")}
     # The kernel inherits this process's environment: small-run switch, offline hub, our kernelspec.
-    os.environ["JUPYTER_PATH"] = str(kernel_dir(workdir / ".jupyter", python))
+    os.environ["JUPYTER_PATH"] = str(kernel_dir(workdir / ".jupyter", python, wrapper))
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     if small:
@@ -192,7 +194,7 @@ def record(result: NotebookRun) -> None:
 def check(result: NotebookRun) -> None:
     assert result.errors == [], f"{result.name}: {result.errors}"
     assert result.peak_rss < RSS_LIMIT, f"{result.name}: peak RSS {result.peak_rss / 2**20:.0f} MB"
-    assert 0 < result.peak_rss
+    assert result.peak_rss > 0
     missing = [s for s in EXPECTED.get(result.name, []) if s not in result.text]
     assert missing == [], f"{result.name}: outputs lack {missing}"
 

@@ -73,10 +73,10 @@ class Dashboard:
     hand: `Dashboard(run).show()` (it replays the events so far)."""
 
     def __init__(self, run: Any = None, *, max_points: int = 400, min_interval: float = 0.5,
-                 memory_every: float = 2.0, x_axis: str = "step"):
+                 memory_every: float = 2.0, x_axis: str = "step", keep_chart: bool = False):
         if x_axis not in ("step", "lr"):
             raise ValueError(f"x_axis must be 'step' or 'lr' (the learning-rate finder), got {x_axis!r}")
-        self.x_axis = x_axis
+        self.x_axis, self.keep_chart = x_axis, keep_chart
         self.max_points, self.min_interval, self.memory_every = max_points, min_interval, memory_every
         self.loss = BoundedSeries(max_points // 2, "minmax")
         self.smooth = BoundedSeries(max_points, "mean")
@@ -172,7 +172,8 @@ class Dashboard:
             self.controls.done = True
             self.controls.hint = ""
             self.flush()
-            self._write_static_copy(event)
+            if self._write_static_copy(event) and not self.keep_chart:
+                self._retire_chart()
             return
         self.flush()
 
@@ -297,14 +298,22 @@ class Dashboard:
                 f"<div>{html.escape(self.status)} &middot; step {self.last.step if self.last else 0}</div>"
                 f"{metrics_table_html(self.eval_rows, max_rows=12)}</div>")
 
-    def _write_static_copy(self, event: RunEnd) -> None:
+    def _write_static_copy(self, event: RunEnd) -> bool:
         if self._static_handle is None:
-            return
+            return False
         fragment = self.static_html()
         if fragment:
             from IPython.display import HTML
 
             self._static_handle.update(HTML(fragment))
+        return bool(fragment)
+
+    def _retire_chart(self) -> None:
+        """Once the static copy is in the output, close the live chart: a plotly FigureWidget's state
+        carries plotly.js (about 5 MB), which a notebook saved with widget state would keep per run.
+        (`keep_chart=True` keeps it live; `nbkit.figures.training_figure(run.history)` redraws it.)"""
+        self.widget.children = tuple(c for c in self.widget.children if c is not self.fig)
+        self.fig.close()
 
 
 def _arrays(series: BoundedSeries):
