@@ -41,8 +41,8 @@ class TrainerCallback(transformers.TrainerCallback):
     (callables `fn(event, run)`) and to anything `cb.run.subscribe(...)` adds later. `cb.run.stop()`
     (from an observer, a button or another thread) ends training at the next step boundary;
     `cb.run.pause()` holds it there until `resume()`. The run exists from construction, so observers
-    can subscribe before `trainer.train()`; its directory, config and model are filled in when the
-    Trainer starts.
+    can subscribe before `trainer.train()`; its directory and name are filled in when the Trainer is
+    built (or `add_callback`-ed and started), its config and model when training starts.
     """
 
     def __init__(self, observers: Sequence[Callable[[Event, Run], Any]] = (), *,
@@ -68,10 +68,14 @@ class TrainerCallback(transformers.TrainerCallback):
 
     # -- Trainer callbacks ------------------------------------------------------------------------
 
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        # Trainer(..., callbacks=[cb]) calls this: the run's directory is known before train().
+        self._identify(args, model)
+        return control
+
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         run = self.run
-        run.run_dir = self._given_run_dir or Path(args.output_dir) / "nbkit"
-        run.name = self._given_name or getattr(args, "run_name", None) or _model_name(model)
+        self._identify(args, model)
         run.config = _plain_config(args)
         if model is not None:
             run._model = model
@@ -163,6 +167,10 @@ class TrainerCallback(transformers.TrainerCallback):
         return control
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _identify(self, args, model) -> None:
+        self.run.run_dir = self._given_run_dir or Path(args.output_dir) / "nbkit"
+        self.run.name = self._given_name or getattr(args, "run_name", None) or _model_name(model)
 
     def _emit_step(self, state, logs: dict[str, Any]) -> None:
         steps = state.global_step - self._last_logged_step

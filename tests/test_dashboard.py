@@ -225,3 +225,7 @@ def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
     final = html_outputs[-1]
     assert "data:image/png;base64," in final and "eval_accuracy" in final
     assert final.count("<tr>") >= 3  # header + one row per evaluation
+    # the 5 MB live chart is closed once its static copy is in the output
+    assert d.fig not in d.widget.children and d.fig.comm is None
+    closes = [m for m in comm_log if m[0] == "comm_close"]
+    assert closes

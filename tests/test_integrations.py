@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -122,6 +123,27 @@ def test_run_stop_from_an_observer_ends_training_at_that_step(tmp_path):
     assert "epoch" not in [e.kind for e in run.events]  # half an epoch is not an epoch
     last = json.loads((tmp_path / "mine" / "metrics.jsonl").read_text().splitlines()[-1])
     assert (last["event"], last["status"], last["step"]) == ("run_end", "stopped", 2)
+
+
+def test_pause_holds_training_and_is_not_counted_as_training_time(tmp_path):
+    pause_s = 0.4
+
+    def pause_at_2(event, run):
+        if event.kind == "step" and event.step == 2:
+            run.pause()
+            assert run.status == "paused"
+            threading.Timer(pause_s, run.resume).start()  # what a dashboard button would do
+
+    cb = TrainerCallback(observers=[pause_at_2])
+    trainer = _trainer(tmp_path, cb, num_train_epochs=1)
+    assert cb.run.run_dir == tmp_path / "out" / "nbkit"  # known as soon as the Trainer is built
+    trainer.train()
+
+    assert (cb.run.status, trainer.state.global_step) == ("finished", 4)
+    steps = {e.step: e for e in cb.run.events if e.kind == "step"}
+    assert steps[3].time - steps[2].time >= pause_s  # it did wait...
+    # ...but step 3's throughput counts only its own training time, not the pause.
+    assert BATCH / steps[3].samples_per_s < pause_s / 2
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
