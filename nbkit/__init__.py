@@ -27,6 +27,7 @@ _EXPORTS = {
     "capture_attention": "nbkit.attention",
     "Attention": "nbkit.attention",
     "show_attention": "nbkit.widgets.attention",
+    "TrainerCallback": "nbkit.integrations",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

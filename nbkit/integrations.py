@@ -107,7 +107,7 @@ class TrainerCallback(transformers.TrainerCallback):
                            steps_per_epoch=steps_per_epoch,
                            epochs=math.ceil(state.max_steps / steps_per_epoch) if steps_per_epoch else 0,
                            start_step=state.global_step, effective_batch_size=self._batch,
-                           config=run.config))
+                           processes=world, lr=float(args.learning_rate), config=run.config))
         return self._control(control)
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -213,7 +213,8 @@ class NotebookPage:
         self.wait_for(f"() => {_KERNEL_STATUS} === 'idle'", timeout)
 
     def run_all(self) -> None:
-        self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        """Start running every cell; returns at once (the command's promise is not awaited)."""
+        self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def wait_for(self, js: str, timeout: float = 60, arg: Any = None) -> Any:
         return self.page.wait_for_function(js, arg=arg, timeout=timeout * 1000)
@@ -239,6 +240,24 @@ class NotebookPage:
         """Save with JupyterLab's own command and wait until the document is clean."""
         self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         self.wait_for("() => window.jupyterapp.shell.currentWidget.context.model.dirty === false", timeout)
+
+    def kernel_execute(self, code: str, timeout: float = 60) -> str:
+        """Run `code` in the notebook's kernel outside any cell; return what it printed."""
+        return self.page.evaluate("""async (code) => {
+          const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+          const future = kernel.requestExecute({code, store_history: false});
+          let out = '';
+          future.onIOPub = (msg) => {
+            if (msg.header.msg_type === 'stream') out += msg.content.text;
+            if (msg.header.msg_type === 'error') out += msg.content.ename + ': ' + msg.content.evalue;
+          };
+          await future.done;
+          return out;
+        }""", code)
+
+    def interrupt_kernel(self) -> None:
+        """What the stop square (Kernel > Interrupt) does."""
+        self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.interrupt()")
 
     def shutdown_kernel(self) -> None:
         with contextlib.suppress(Exception):
@@ -287,24 +306,33 @@ class NotebookPage:
 
 # -- the dashboard, seen from the page -------------------------------------------------------------
 
-# Points in the first trace (raw training loss) of the i-th plotly chart of the i-th dashboard.
+# Points in the first trace (raw training loss) of a live plotly chart; index -1 is the last one on
+# the page. A finished run's dashboard retires its live chart (its static copy stays), so the
+# running dashboard's chart is usually the last.
 JS_CHART_POINTS = """(i) => {
-  const gd = document.querySelectorAll('.js-plotly-plot')[i];
+  const all = document.querySelectorAll('.js-plotly-plot');
+  const gd = all[i < 0 ? all.length + i : i];
   return gd && gd.data && gd.data[0] && gd.data[0].x ? gd.data[0].x.length : -1;
 }"""
 
 
-def dashboard_charts(page: Any) -> int:
-    return page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length")
-
-
-def watch_chart_grow(page: Any, index: int = 0, *, samples: int = 40, every: float = 0.25,
-                     until: str | None = None) -> list[int]:
-    """Point counts of one chart sampled over time (stops early once the JS `until` is true)."""
-    counts = []
+def watch_chart_grow(page: Any, index: int = -1, *, samples: int = 40, every: float = 0.25,
+                     until: str | None = None, on_growth: Any = None) -> list[int]:
+    """Point counts of one live chart sampled over time; stops early once the JS `until` is true.
+    `on_growth()` is called once, when the count has changed three times (e.g. for a screenshot)."""
+    counts: list[int] = []
     for _ in range(samples):
         counts.append(page.evaluate(JS_CHART_POINTS, index))
+        if on_growth is not None and len({c for c in counts if c > 0}) >= 3:
+            on_growth()
+            on_growth = None
         if until is not None and page.evaluate(until):
             break
         time.sleep(every)
     return counts
+
+
+def grew(counts: list[int], times: int = 3) -> bool:
+    """True when the count took `times` distinct values and ended higher than it started."""
+    seen = [c for c in counts if c > 0]
+    return len(set(seen)) >= times and seen[-1] > seen[0]

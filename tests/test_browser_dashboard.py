@@ -1,12 +1,13 @@
 """The training dashboard in JupyterLab in headless Chromium (issue 4's browser check).
 
-A notebook trains a tiny model in a blocking cell; the chart gains points; the Stop button (live
-while the cell is busy: JupyterLab >= 4.4 with ipykernel 7 routes widget messages then) ends the
-run as "stopped". The notebook is saved with JupyterLab's own save command and reopened without its
-kernel's widget state, twice: rendered by nbconvert to HTML (what GitHub/nbviewer show) and
-reopened in JupyterLab after the kernel was shut down; both must show the static copy of the final
-chart. The saved file's size and the widget state it carries are printed.
-Screenshots: /tmp/nbkit-shots/dashboard/.
+A notebook trains a tiny model twice. First in a blocking cell: the chart gains points, and the run is
+stopped with the dashboard's Stop button if the front end delivers widget messages while the cell is
+busy, else with the stop square the dashboard then points to (that case ends as an xfail naming the
+reason). Then in the background: the Stop button must work, and the run ends "stopped".
+The notebook is saved with JupyterLab's own save command and reopened without its widget state,
+twice: in JupyterLab after the kernel was shut down, and rendered by nbconvert to HTML (what GitHub
+or nbviewer show); both must show the static copies of the final charts. The saved file's size and
+the widget state it carries are printed. Screenshots: /tmp/nbkit-shots/dashboard/.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from browser import (
     NotebookPage,
     browser,
+    grew,
     jupyter_server,
     require_browser,
     shots_dir,
@@ -29,7 +31,6 @@ from browser import (
 pytestmark = pytest.mark.browser
 
 SETUP = """\
-import json
 import time
 
 import torch
@@ -40,36 +41,44 @@ from nbkit.testing import random_texts, tiny_bert
 
 texts = random_texts(256, seed=2)
 data = nbkit.load_data([{"text": t, "label": i % 2} for i, t in enumerate(texts)])
-model, tokenizer = tiny_bert()
 
 def slow(event, run):  # a tiny model trains in milliseconds: slow it so a person could press Stop
     if type(event).__name__ == "StepEnd":
         time.sleep(0.1)"""
-TRAIN = """\
+BLOCKING = """\
+model, tokenizer = tiny_bert()
 run = nbkit.fit(model, data["train"], data["eval"], tokenizer=tokenizer, epochs=100, batch_size=8,
-                eval_every=10, metrics=["accuracy"], name="dashboard-check", callbacks=[slow])"""
-REPORT = """\
-import ipywidgets.embed
-
+                eval_every=10, metrics=["accuracy"], name="blocking-run", callbacks=[slow])"""
+BACKGROUND = """\
+model2, tokenizer2 = tiny_bert()
+bg = nbkit.fit(model2, data["train"], data["eval"], tokenizer=tokenizer2, epochs=100, batch_size=8,
+               eval_every=10, metrics=["accuracy"], name="background-run", callbacks=[slow],
+               background=True)"""
 # What JupyterLab would store in the notebook with "save widget state" on: every widget's state.
-state = ipywidgets.embed.embed_data(views=[])["manager_state"]
-print("STATUS", run.status, "WIDGET_STATE_BYTES", len(json.dumps(state)))"""
+STATE_REPORT = """\
+import json, ipywidgets.embed
+print("STATUS", run.status, bg.wait().status, "WIDGET_STATE_BYTES",
+      len(json.dumps(ipywidgets.embed.embed_data(views=None)["manager_state"])))"""
 
-JS_STATUS = """() => [...document.querySelectorAll('.widget-html-content')]
-  .map(e => e.textContent).filter(t => /step \\d+\\/\\d+/.test(t))[0] || ''"""
+JS_STATUSES = """() => [...document.querySelectorAll('.widget-html-content')]
+  .map(e => e.textContent).filter(t => /step \\d+\\/\\d+/.test(t))"""
 JS_STATIC = """() => [...document.querySelectorAll('.nbkit-static img')]
-  .filter(i => i.complete && i.naturalWidth > 100).map(i => [i.naturalWidth, i.naturalHeight])"""
+  .filter(i => i.complete && i.naturalWidth > 100).length"""
+JS_CONTROLS = """(i) => {
+  const c = document.querySelectorAll('.nbkit-controls')[i];
+  return c ? {live: c.dataset.live, hint: c.querySelector('.nbkit-hint')?.textContent || ''} : null;
+}"""
 
 
 def _notebook(path: Path) -> None:
     cells = [{"cell_type": "code", "id": f"d{i}", "metadata": {}, "source": src, "outputs": [],
-              "execution_count": None} for i, src in enumerate([SETUP, TRAIN, REPORT])]
+              "execution_count": None} for i, src in enumerate([SETUP, BLOCKING, BACKGROUND])]
     path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}}))
 
 
-def _widget_bytes(nb: dict) -> dict[str, int]:
-    """Bytes of the saved file taken by widget state, widget views, the static copy, everything else."""
+def _file_parts(nb: dict) -> dict[str, int]:
+    """Bytes of the saved file taken by widget state, widget view outputs and the static copies."""
     sizes = {"widget_state_metadata": len(json.dumps(nb["metadata"].get("widgets", {}))),
              "widget_view_outputs": 0, "static_copy_outputs": 0}
     for cell in nb["cells"]:
@@ -80,6 +89,14 @@ def _widget_bytes(nb: dict) -> dict[str, int]:
             elif "nbkit-static" in "".join(data.get("text/html", "")):
                 sizes["static_copy_outputs"] += len(json.dumps(out))
     return sizes
+
+
+def _wait_controls(nb: NotebookPage, index: int, timeout_s: float = 15) -> dict:
+    """The controls' state once they are live or show the "can't reach the kernel" hint."""
+    nb.wait_for("""(i) => { const c = document.querySelectorAll('.nbkit-controls')[i];
+        return c && (c.dataset.live === 'true' || (c.querySelector('.nbkit-hint')?.textContent || '') !== ''); }""",
+                timeout_s, arg=index)
+    return nb.page.evaluate(JS_CONTROLS, index)
 
 
 def test_dashboard_stop_save_and_reopen(tmp_path: Path) -> None:
@@ -94,60 +111,84 @@ def test_dashboard_stop_save_and_reopen(tmp_path: Path) -> None:
         nb.open("dashboard.ipynb")
         nb.run_all()
 
-        # -- live: the chart grows, the controls are live while the cell is busy
-        nb.wait_for("() => document.querySelector('.nbkit-controls[data-live=\"true\"]') !== null", 90)
-        counts = watch_chart_grow(page, 0, samples=16, every=0.5)
-        grown = sorted({c for c in counts if c > 0})
-        assert len(grown) >= 3 and grown == sorted(grown), f"the chart should gain points: {counts}"
-        assert nb.page.evaluate(JS_STATUS).startswith("running")
-        assert page.locator(".nbkit-controls .nbkit-btn").first.text_content().endswith("Stop")
-        nb.screenshot("1_running", page.locator(".jp-OutputArea").first)
+        # -- 1. blocking cell: the chart grows; Stop if the buttons are live, else the stop square
+        nb.wait_for("() => document.querySelectorAll('.js-plotly-plot').length >= 1", 90)
+        counts = watch_chart_grow(page, -1, samples=12, every=0.5)
+        assert grew(counts), f"the chart should gain points while training: {counts}"
+        assert page.evaluate(JS_STATUSES)[0].startswith("running")
+        controls = _wait_controls(nb, 0)
+        nb.screenshot("1_blocking_running", page.locator(".jp-Cell").nth(1))
+        blocking_live = controls["live"] == "true"
+        if blocking_live:
+            page.locator(".nbkit-controls").nth(0).locator(".nbkit-btn").first.click()
+        else:
+            assert "stop square" in controls["hint"], controls  # a hint, not a dead button
+            nb.interrupt_kernel()
+        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length >= 1", 60)
+        assert page.evaluate(JS_STATUSES)[0].startswith("stopped")
+        nb.screenshot("2_blocking_stopped", page.locator(".jp-Cell").nth(1))
 
-        # -- Stop: the blocking cell ends, the run is "stopped", the static copy appears
-        page.locator(".nbkit-controls .nbkit-btn").first.click()
-        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length > 0", 60)
-        nb.wait_until_done(120)
-        status = nb.page.evaluate(JS_STATUS)
-        assert status.startswith("stopped"), status
+        # -- 2. background run: its Stop button works while it trains
+        nb.wait_for("() => document.querySelectorAll('.nbkit-controls').length >= 2 && "
+                    "document.querySelectorAll('.js-plotly-plot').length >= 1", 60)
+        controls = _wait_controls(nb, 1)
+        assert controls["live"] == "true", controls
+        counts = watch_chart_grow(page, -1, samples=8, every=0.5)
+        assert grew(counts), f"the background chart should gain points: {counts}"
+        assert page.evaluate(JS_STATUSES)[1].startswith("running")
+        nb.screenshot("3_background_running", page.locator(".jp-Cell").nth(2))
+        page.locator(".nbkit-controls").nth(1).locator(".nbkit-btn").first.click()  # Stop
+        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length >= 2", 60)
+        nb.wait_until_done(60)
+        assert [s.split()[0] for s in page.evaluate(JS_STATUSES)] == ["stopped", "stopped"]
+        assert page.evaluate(JS_STATIC) == 2
+        # each finished dashboard retired its live chart (its widget state is megabytes of plotly.js)
+        assert page.locator(".js-plotly-plot").count() == 0
         assert nb.error_outputs() == [] and nb.dialogs == [] and nb.non_local_requests() == []
-        report = page.locator(".jp-OutputArea-output pre").filter(has_text="WIDGET_STATE_BYTES").inner_text()
-        assert "STATUS stopped" in report
+        nb.screenshot("4_background_stopped", page.locator(".jp-Cell").nth(2))
+        report = nb.kernel_execute(STATE_REPORT)
+        assert report.startswith("STATUS stopped stopped"), report
         state_bytes = int(report.split("WIDGET_STATE_BYTES")[1].split()[0])
-        nb.screenshot("2_stopped", page.locator(".jp-OutputArea").first)
-        nb.screenshot("3_stopped_page")
 
-        # -- save with JupyterLab's command; what the file carries
+        # -- 3. save with JupyterLab's command; what the file carries
         nb.save()
         saved = root / "dashboard.ipynb"
-        nb_json = json.loads(saved.read_text())
-        sizes = _widget_bytes(nb_json)
-        print(f"saved notebook: {saved.stat().st_size} bytes; {sizes}; the widget state JupyterLab "
-              f"would add with 'save widget state' on: {state_bytes} bytes")
-        assert sizes["static_copy_outputs"] > 5_000  # the PNG is in the file
-        assert saved.stat().st_size < 500_000  # no megabytes of widget state
+        parts = _file_parts(json.loads(saved.read_text()))
+        print(f"saved notebook: {saved.stat().st_size:,} bytes; {parts}; widget state JupyterLab would "
+              f"add with 'save widget state' on: {state_bytes:,} bytes")
+        assert parts["static_copy_outputs"] > 2 * 5_000  # both PNGs are in the file
+        assert saved.stat().st_size < 500_000  # and no megabytes of widget state
 
-        # -- reopened in JupyterLab with the kernel gone (a new kernel knows none of the widgets)
+        # -- 4. reopened in JupyterLab after the kernel is gone: a new kernel knows none of the widgets
         server.shutdown_kernels()
-        nb.page.reload()
-        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length > 0", 60)
-        nb.page.wait_for_timeout(1500)
-        assert len(nb.page.evaluate(JS_STATIC)) == 1
+        page.reload()
+        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length >= 2", 60)
+        page.wait_for_timeout(2000)
+        assert page.evaluate(JS_STATIC) == 2
         assert "stopped" in page.locator(".nbkit-static").first.inner_text()
-        nb.screenshot("4_reopened_in_lab", page.locator(".jp-Cell").nth(1))
+        nb.screenshot("5_reopened_in_lab", page.locator(".jp-Cell").nth(1))
         nb.close()
 
-        # -- rendered without any kernel, as GitHub or nbviewer would: nbconvert's HTML
+        # -- 5. rendered with no kernel at all, as GitHub or nbviewer would: nbconvert's HTML
         html_dir = tmp_path / "html"
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", str(html_dir),
                         str(saved)], check=True, capture_output=True, timeout=120)
         static_page = chromium.new_page(viewport={"width": 1100, "height": 900})
         outside: list[str] = []
-        # nbconvert's template may link a CDN (e.g. for widgets or MathJax): count and refuse those.
-        static_page.route("**/*", lambda route: (outside.append(route.request.url), route.abort())
-                          if route.request.url.startswith("http") else route.continue_())
+
+        def refuse_remote(route):  # the template may link a CDN (widgets, MathJax): count, refuse
+            outside.append(route.request.url)
+            route.abort()
+
+        static_page.route("http*://**/*", refuse_remote)
         static_page.goto((html_dir / "dashboard.html").as_uri())
-        static_page.wait_for_function(f"() => ({JS_STATIC})().length === 1", timeout=30_000)
+        static_page.wait_for_function(f"() => ({JS_STATIC})() === 2", timeout=30_000)
         assert "stopped" in static_page.locator(".nbkit-static").first.inner_text()
-        static_page.locator(".nbkit-static").first.screenshot(path=str(shots / "5_nbconvert_html.png"))
-        print(f"nbconvert HTML: {len(outside)} requests leave the machine (refused): {outside[:5]}")
+        static_page.locator(".nbkit-static").first.screenshot(path=str(shots / "6_nbconvert_html.png"))
+        print(f"nbconvert HTML: {len(outside)} requests to leave the machine, refused: {outside[:4]}")
         static_page.close()
+
+    if not blocking_live:
+        pytest.xfail("the Stop button is not live while a blocking cell runs: ipykernel 7.4 routes a "
+                     "widget's incoming comm messages to the subshell that last published on it (the "
+                     "busy main shell), so the dashboard showed its stop-square hint instead")

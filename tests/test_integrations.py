@@ -64,6 +64,7 @@ def test_trainer_run_becomes_nbkit_events_history_and_jsonl(tmp_path):
     assert run.run_dir == tmp_path / "out" / "nbkit"
     start, end = run.events[0], run.events[-1]
     assert (start.total_steps, start.steps_per_epoch, start.epochs, start.effective_batch_size) == (8, 4, 2, 8)
+    assert (start.processes, start.lr) == (1, trainer.args.learning_rate)
     assert start.config["per_device_train_batch_size"] == BATCH
     assert (end.status, end.step) == ("finished", 8)
 

@@ -149,7 +149,7 @@ def tokenize_dataset(ds: Any, tokenizer: Any, *, max_length: int, seq2seq: bool 
     cols = ds.column_names
     if "input_ids" in cols:
         keep = [c for c in cols if c in MODEL_INPUTS or c == "label"]
-        columns = {("labels" if c == "label" else c): list(ds[c]) for c in keep}
+        columns = {("labels" if c == "label" else c): v for c, v in ds.select_columns(keep).to_dict().items()}
         return TokenizedDataset(columns)
     if "text" not in cols:
         raise DataError(
@@ -158,21 +158,23 @@ def tokenize_dataset(ds: Any, tokenizer: Any, *, max_length: int, seq2seq: bool 
         )
     if tokenizer is None:
         raise DataError("the data is raw text: pass tokenizer=... so fit can tokenize it")
-    texts = list(ds["text"])
+    # One Arrow-to-Python conversion for all columns (datasets 5 reads a column row by row: 7x slower).
+    raw = ds.select_columns([c for c in ("text", "text_pair", "label") if c in cols]).to_dict()
+    texts = raw["text"]
     for name in ("text", "text_pair"):
         if name in cols:
-            values = texts if name == "text" else list(ds[name])
+            values = raw[name]
             bad = next((i for i, t in enumerate(values) if not isinstance(t, str)), None)
             if bad is not None:
                 raise DataError(
                     f"column {name!r} must hold strings; row {bad} holds {values[bad]!r} "
                     f"({type(values[bad]).__name__}). Drop or fill missing rows first."
                 )
-    pairs = list(ds["text_pair"]) if "text_pair" in cols else None
+    pairs = raw.get("text_pair")
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     columns = {k: list(v) for k, v in enc.items() if k in MODEL_INPUTS}
     if "label" in cols:
-        labels = list(ds["label"])
+        labels = raw["label"]
         if seq2seq and labels and isinstance(labels[0], str):
             columns["labels"] = tokenizer(text_target=labels, truncation=True, max_length=max_length)["input_ids"]
         else:

@@ -105,9 +105,10 @@ class Run:
     # -- events -----------------------------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
-        with self._lock:
+        with self._lock:  # append and snapshot together: a concurrent subscribe() replays or gets it, never both
             self.events.append(event)
-        for observer in list(self._observers):
+            observers = list(self._observers)
+        for observer in observers:
             observer(event, self)
 
     def subscribe(self, observer) -> None:
