@@ -36,6 +36,8 @@ EXPECTED = {
     "04_attention": ["application/vnd.jupyter.widget-view+json", "previous"],
     "05_save_and_deploy": ["int8", "latency", "MB"],
 }
+# Plots a notebook must show (image/png outputs): 02 draws digits, its mistakes and compare()'s chart.
+MIN_PNGS = {"02_pytorch_basics": 3, "03_finetune_transformers": 1}
 
 
 @dataclass
@@ -47,6 +49,7 @@ class NotebookRun:
     errors: list[str] = field(default_factory=list)
     per_cell: list[tuple[int, float, int]] = field(default_factory=list)  # (cell, seconds, peak RSS so far)
     text: str = ""  # every output, concatenated, for content checks
+    pngs: int = 0  # outputs with an image/png
 
     def line(self) -> str:
         mode = "small" if self.small else "full"
@@ -180,6 +183,7 @@ def run_notebook(path: Path, workdir: Path, *, small: bool = True, python: str =
             else:
                 os.environ[key] = value
     result.text, errors = _outputs_text(nb)
+    result.pngs = sum("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
     result.errors.extend(e for e in errors if e not in result.errors)
     return result
 
@@ -191,7 +195,7 @@ def record(result: NotebookRun) -> None:
         figures = json.loads(FIGURES.read_text())
     except (OSError, ValueError):
         figures = {}
-    entry = {k: v for k, v in asdict(result).items() if k != "text"}
+    entry = {k: v for k, v in asdict(result).items() if k not in ("text", "per_cell")}
     figures[f"{result.name}:{'small' if result.small else 'full'}"] = entry
     FIGURES.write_text(json.dumps(figures, indent=1))
 
@@ -202,6 +206,7 @@ def check(result: NotebookRun) -> None:
     assert result.peak_rss > 0
     missing = [s for s in EXPECTED.get(result.name, []) if s not in result.text]
     assert missing == [], f"{result.name}: outputs lack {missing}"
+    assert result.pngs >= MIN_PNGS.get(result.name, 0), f"{result.name}: {result.pngs} plots shown"
 
 
 @pytest.mark.slow
