@@ -110,10 +110,9 @@ def _png(fig) -> bytes:
 
 
 def _mpl_figure(width: float, height: float, dpi: int):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # not pyplot: no global state, safe from a thread
+    # A bare Figure, not pyplot: no global state, safe from a thread, and the kernel's plotting
+    # backend (inline) stays as the user set it; savefig renders PNG with Agg by itself.
+    from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=dpi)
 

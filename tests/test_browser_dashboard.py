@@ -1,9 +1,8 @@
 """The training dashboard in JupyterLab in headless Chromium (issue 4's browser check).
 
 A notebook trains a tiny model twice. First in a blocking cell: the chart gains points, and the run is
-stopped with the dashboard's Stop button if the front end delivers widget messages while the cell is
-busy, else with the stop square the dashboard then points to (that case ends as an xfail naming the
-reason). Then in the background: the Stop button must work, and the run ends "stopped".
+stopped with the dashboard's Stop button, which JupyterLab >= 4.4 delivers to the busy kernel on a
+subshell (else the dashboard shows its stop-square hint, and this test fails). Then in the background: the Stop button must work, and the run ends "stopped".
 The notebook is saved with JupyterLab's own save command and reopened without its widget state,
 twice: in JupyterLab after the kernel was shut down, and rendered by nbconvert to HTML (what GitHub
 or nbviewer show); both must show the static copies of the final charts. The saved file's size and
@@ -188,7 +187,5 @@ def test_dashboard_stop_save_and_reopen(tmp_path: Path) -> None:
         print(f"nbconvert HTML: {len(outside)} requests to leave the machine, refused: {outside[:4]}")
         static_page.close()
 
-    if not blocking_live:
-        pytest.xfail("the Stop button is not live while a blocking cell runs: ipykernel 7.4 routes a "
-                     "widget's incoming comm messages to the subshell that last published on it (the "
-                     "busy main shell), so the dashboard showed its stop-square hint instead")
+    assert blocking_live, ("the Stop button never went live while a blocking cell ran (the dashboard "
+                           "showed its stop-square hint): widget messages did not reach the busy kernel")

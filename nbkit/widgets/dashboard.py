@@ -112,6 +112,7 @@ class Dashboard:
         self.memory = W.HTML()
         self.controls = Controls()
         self.controls.on_msg(self._on_msg)
+        _route_clicks_to_the_front_ends_subshell(self.controls)
         self.widget = W.VBox([self.title, self.controls, self.fig, self.progress_bar, self.progress,
                               self.table, self.memory], layout=W.Layout(width="100%"))
         if run is not None:
@@ -174,6 +175,9 @@ class Dashboard:
             self.flush()
             if self._write_static_copy(event) and not self.keep_chart:
                 self._retire_chart()
+            # ipywidgets keeps every widget alive for the kernel's life; don't let ours keep the run
+            # (and through it the model) alive too.
+            self.run = None
             return
         self.flush()
 
@@ -314,6 +318,20 @@ class Dashboard:
         (`keep_chart=True` keeps it live; `nbkit.figures.training_figure(run.history)` redraws it.)"""
         self.widget.children = tuple(c for c in self.widget.children if c is not self.fig)
         self.fig.close()
+
+
+def _route_clicks_to_the_front_ends_subshell(widget: Any) -> None:
+    """Let Stop/Pause reach a kernel that is busy training in the cell.
+
+    JupyterLab >= 4.4 sends widget messages on a kernel subshell, so they can be handled while a
+    cell runs. ipykernel 7.4, though, re-routes a comm's incoming messages to the subshell that last
+    published on it, which for the dashboard is the busy cell itself, so a click would wait for the
+    run to end. Keep the subshell the front end chose. (A private hook; without it, as on older
+    ipykernels, the buttons stay disabled and the dashboard shows the stop-square hint.)
+    """
+    comm = getattr(widget, "comm", None)
+    if comm is not None and hasattr(comm, "_reply_subshell_for"):
+        comm._reply_subshell_for = lambda data, default: default
 
 
 def _arrays(series: BoundedSeries):
