@@ -266,16 +266,15 @@ class _Loop:
     def _release_memory(self) -> None:
         """Hand the optimizer's state (twice the model's size for Adam) back to the system: in a
         notebook the next run starts from a smaller process, which matters on 1-2 GB machines."""
+        import contextlib
         import ctypes
         import gc
 
         self.opt = self.sched = None
         gc.collect()
         if sys.platform.startswith("linux"):
-            try:
+            with contextlib.suppress(OSError):  # not glibc (e.g. musl): nothing to trim
                 ctypes.CDLL("libc.so.6").malloc_trim(0)
-            except OSError:  # not glibc (e.g. musl): nothing to trim
-                pass
 
     def _train(self, train_loader, start_epoch: int) -> tuple[str, str]:
         run, cfg, acc = self.run, self.cfg, self.acc
