@@ -70,26 +70,27 @@ def test_two_processes_match_one_with_the_same_global_batch(setup, tmp_path, lau
 
 
 def test_stop_reaches_every_worker(setup, tmp_path):
-    run = nbkit.finetune(**common(setup, batch_size=4, epochs=20, processes=2, launcher="torchrun",
+    # 200 epochs (~5,800 steps): long enough that an idle machine cannot finish before Stop lands
+    run = nbkit.finetune(**common(setup, batch_size=4, epochs=200, processes=2, launcher="torchrun",
                                   run_dir=tmp_path / "stop"), background=True)
     deadline = time.time() + 120
     while (run.history.empty or run.history["step"].max() < 3) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     run.stop()
     run.wait(120)
     assert run.status == "stopped" and run.returncode == 0  # a stop is a clean end
-    assert run.history["step"].max() < 20 * 30
+    assert run.history["step"].max() < run.events[0].total_steps
     assert run.last_checkpoint is not None and run.last_checkpoint.name == f"step-{run.history['step'].max():07d}"
 
 
 def test_a_killed_worker_is_one_clear_error_and_leaves_a_checkpoint(setup, tmp_path):
     import psutil
 
-    run = nbkit.finetune(**common(setup, batch_size=4, epochs=20, eval_every=5, processes=2,
+    run = nbkit.finetune(**common(setup, batch_size=4, epochs=200, eval_every=5, processes=2,
                                   launcher="torchrun", run_dir=tmp_path / "kill"), background=True)
     deadline = time.time() + 120
     while run.last_checkpoint is None and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     workers = [p for p in psutil.Process(run.process.pid).children(recursive=True)
                if "nbkit.train.worker" in " ".join(p.cmdline())]
     assert len(workers) == 2

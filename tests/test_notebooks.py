@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BINDER_START = ROOT / "binder" / "start"
 RSS_LIMIT = 1.5 * 2**30  # Binder gives 1-2 GB; leave room for the Jupyter server itself
-# 06 starts two worker processes beside its kernel (each imports torch and transformers, ~0.6 GB);
-# its own text says it wants ~2 GB, more than the smallest Binder machines have.
-RSS_LIMITS = {"06_scale_out": 2.0 * 2**30}
+# 06 starts two worker processes beside its kernel (each imports torch and transformers, ~0.6 GB),
+# measured together: 1.9-2.3 GB in small mode. Its own text says so; it is not for Binder's smallest.
+RSS_LIMITS = {"06_scale_out": 2.75 * 2**30}
 FIGURES = Path("/tmp/nbkit-notebook-runs.json")
 
 # What each notebook must show besides "no errors": substrings of its outputs (text or HTML).
