@@ -59,6 +59,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
                  progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
     run = loop.run
     if background:
+        run.status = "running"  # from the moment fit returns, not from the thread's first line
         run._thread = threading.Thread(target=loop.execute, name=f"nbkit-{run.name}", daemon=True)
         run._thread.start()
     else:
