@@ -64,15 +64,20 @@ def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float 
     return fig
 
 
+def _compare_series(histories: dict[str, pd.DataFrame], metric: str):
+    """(index, run name, steps, values) per run that has `metric`; training loss is smoothed.
+    The one selection both the interactive figure and the PNG draw."""
+    for i, (name, hist) in enumerate(histories.items()):
+        if metric in hist:
+            pts = hist[hist[metric].notna()]
+            yield i, name, pts["step"], ema(pts[metric]) if metric == "loss" else pts[metric]
+
+
 def compare_figure(histories: dict[str, pd.DataFrame], metric: str = "eval_loss") -> go.Figure:
     """One line per run for `metric` (a column of the histories, e.g. eval_loss or loss)."""
     fig = go.Figure()
-    for i, (name, hist) in enumerate(histories.items()):
-        if metric not in hist:
-            continue
-        pts = hist[hist[metric].notna()]
-        y = ema(pts[metric]) if metric == "loss" else pts[metric]
-        fig.add_trace(go.Scatter(x=pts["step"], y=y, mode="lines" if metric == "loss" else "lines+markers",
+    for i, name, x, y in _compare_series(histories, metric):
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if metric == "loss" else "lines+markers",
                                  name=html.escape(name), line={"color": EVAL_COLORS[i % len(EVAL_COLORS)]}))
     fig.update_layout(xaxis_title="step", yaxis_title=metric, template="plotly_white", height=380,
                       legend={"orientation": "h", "y": -0.2})
@@ -122,12 +127,8 @@ def compare_png(histories: dict[str, pd.DataFrame], metric: str = "eval_loss", *
     """The comparison chart as a PNG, for viewers without plotly (GitHub, nbviewer)."""
     fig = _mpl_figure(width, height, dpi)
     ax = fig.add_subplot()
-    for i, (name, hist) in enumerate(histories.items()):
-        if metric not in hist:
-            continue
-        pts = hist[hist[metric].notna()]
-        y = ema(pts[metric]) if metric == "loss" else pts[metric]
-        ax.plot(pts["step"], y, "-" if metric == "loss" else "o-", ms=3, label=name.replace("$", r"\$"),
+    for i, name, x, y in _compare_series(histories, metric):
+        ax.plot(x, y, "-" if metric == "loss" else "o-", ms=3, label=name.replace("$", r"\$"),
                 color=EVAL_COLORS[i % len(EVAL_COLORS)])
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
