@@ -93,8 +93,8 @@ def fetch(widget: Any, log: list, what: str, layer: int, head: int = -1) -> int:
 
 
 def bench_nbkit(model: Any, tok: Any, tokens: int, log: list) -> dict[str, Any]:
-    from nbkit.attention import capture_attention
-    from nbkit.widgets.attention import AttentionWidget, show_attention
+    from nbkit.core.attention import capture_attention
+    from nbkit.notebook.widgets.attention import AttentionWidget, show_attention
 
     t0 = time.perf_counter()
     att = capture_attention(model, tok, text_of(tokens))

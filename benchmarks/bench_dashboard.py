@@ -36,9 +36,9 @@ class RecordingComm(BaseComm):
 widget_module.comm.create_comm = lambda *a, **k: RecordingComm(*a, **k)
 comm.create_comm = widget_module.comm.create_comm
 
-from nbkit.series import BoundedSeries  # noqa: E402
-from nbkit.train.events import RunStart, StepEnd  # noqa: E402
-from nbkit.widgets.dashboard import Dashboard  # noqa: E402
+from nbkit.core.series import BoundedSeries  # noqa: E402
+from nbkit.core.train.events import RunStart, StepEnd  # noqa: E402
+from nbkit.notebook.widgets.dashboard import Dashboard  # noqa: E402
 
 
 class _Run:
@@ -67,7 +67,7 @@ def throughput(with_dashboard: bool, steps: int) -> float:
     import datasets
 
     from nbkit.testing import random_texts, tiny_bert
-    from nbkit.train import fit
+    from nbkit.core.train import fit
 
     model, tok = tiny_bert(layers=4, hidden=64, heads=4)
     ds = datasets.Dataset.from_dict({"text": random_texts(steps * 16, seed=1),

@@ -185,7 +185,7 @@ def run_trainer(model, data, tokenizer, steps: int, seed: int, workdir: Path, gr
 
 def run_nbkit(model, data, tokenizer, steps: int, seed: int, workdir: Path, group: bool) -> dict:
     from nbkit import fit
-    from nbkit.train.batching import PadCollator
+    from nbkit.core.train.batching import PadCollator
 
     cpu_ends: list[float] = []
     cpu_start: list[float] = []

@@ -13,21 +13,21 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first use, see __getattr__)
 _EXPORTS = {
-    "load_model": "nbkit.models",
-    "model_summary": "nbkit.models",
-    "ModelSummary": "nbkit.models",
-    "load_data": "nbkit.data",
-    "sample_data": "nbkit.data",
-    "fit": "nbkit.train",
-    "finetune": "nbkit.train",
-    "Run": "nbkit.train",
-    "lr_find": "nbkit.train.lr_find",
-    "compare": "nbkit.compare",
-    "Dashboard": "nbkit.widgets.dashboard",
-    "capture_attention": "nbkit.attention",
-    "Attention": "nbkit.attention",
-    "show_attention": "nbkit.widgets.attention",
-    "TrainerCallback": "nbkit.integrations",
+    "load_model": "nbkit.core.models",
+    "model_summary": "nbkit.core.models",
+    "ModelSummary": "nbkit.core.models",
+    "load_data": "nbkit.core.data",
+    "sample_data": "nbkit.core.data",
+    "fit": "nbkit.core.train",
+    "finetune": "nbkit.core.train",
+    "Run": "nbkit.core.train",
+    "lr_find": "nbkit.core.train.lr_find",
+    "compare": "nbkit.figures.compare",
+    "Dashboard": "nbkit.notebook.widgets.dashboard",
+    "capture_attention": "nbkit.core.attention",
+    "Attention": "nbkit.core.attention",
+    "show_attention": "nbkit.notebook.widgets.attention",
+    "TrainerCallback": "nbkit.core.integrations",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
@@ -48,12 +48,12 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext nbkit`: register the magics (imports neither torch nor transformers)."""
-    from .magics import load_ipython_extension as load
+    from nbkit.notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as unload
+    from nbkit.notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)

@@ -26,8 +26,8 @@ def _parse_sets(pairs: list[str]) -> dict:
 def _finetune(args) -> int:
     import yaml
 
-    from .config import ConfigError
-    from .train.finetune import finetune, resolve_config
+    from nbkit.core.config import ConfigError
+    from nbkit.core.train.finetune import finetune, resolve_config
 
     try:
         config = yaml.safe_load(Path(args.config).read_text()) or {}
@@ -48,7 +48,7 @@ def _finetune(args) -> int:
         run = finetune(config=config, progress=not args.no_progress)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"nbkit: {exc}") from None
-    from .report import write_report
+    from nbkit.figures.report import write_report
 
     report = write_report(run)
     metrics = run.metrics
@@ -61,15 +61,15 @@ def _finetune(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import write_report
-    from .train.run import Run
+    from nbkit.figures.report import write_report
+    from nbkit.core.train.run import Run
 
     print(write_report(Run.load(args.run_dir)))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import config_help
+    from nbkit.core.config import config_help
 
     parser = argparse.ArgumentParser(prog="nbkit", description="nbkit: fine-tune and inspect models.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbkit.models import TASKS, ModelError, _did_you_mean, resolve_task
+from nbkit.core.models import TASKS, ModelError, _did_you_mean, resolve_task
 
 __all__ = [
     "SPECIAL_TOKENS",

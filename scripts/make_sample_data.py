@@ -1,7 +1,7 @@
 """Generate the bundled ``sentiment`` sample: synthetic English review sentences from templates.
 
 Run once from the repository root (``python scripts/make_sample_data.py``); the CSV files it writes
-under ``nbkit/sample_data/`` are committed, so users never run it. The output is deterministic: the
+under ``nbkit/core/sample_data/`` are committed, so users never run it. The output is deterministic: the
 same script gives the same bytes. Nothing here was copied from a real review corpus.
 
 Design: six domains (films, restaurants, gadgets, books, hotels, games), each with aspects, aspect
@@ -20,7 +20,7 @@ SEED = 20240611
 PER_LABEL = 800  # 800 positive + 800 negative
 TEST_PER_LABEL = 200  # -> 1,200 train / 400 test
 MIN_WORDS, MAX_WORDS = 5, 40
-OUT_DIR = Path(__file__).resolve().parent.parent / "nbkit" / "sample_data"
+OUT_DIR = Path(__file__).resolve().parent.parent / "nbkit" / "core" / "sample_data"
 
 # Adjectives that fit any aspect of any domain.
 POS_ADJ = [

@@ -1,4 +1,4 @@
-"""nbkit.attention: capture against the models' own outputs, and the numpy analyses on known cases."""
+"""nbkit.core.attention: capture against the models' own outputs, and the numpy analyses on known cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nbkit.attention import Attention, AttentionError, capture_attention, top_k
+from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k
 
 torch.set_num_threads(1)
 TEXT = "the cat sat on the mat"
@@ -289,7 +289,7 @@ def test_save_and_load_round_trip(tmp_path, tiny_t5):
 
 def test_core_imports_no_ui_modules():
     code = (
-        "import sys, nbkit.attention; "
+        "import sys, nbkit.core.attention; "
         "print(sorted(m for m in ('IPython', 'ipywidgets', 'anywidget', 'plotly') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -36,8 +36,8 @@ import torch
 torch.set_num_threads(1)
 from transformers import BertConfig, BertModel
 from nbkit.testing import tiny_tokenizer, WORDS
-from nbkit.attention import capture_attention
-from nbkit.widgets.attention import show_attention
+from nbkit.core.attention import capture_attention
+from nbkit.notebook.widgets.attention import show_attention
 
 XSS = {XSS!r}
 tok = tiny_tokenizer(max_length=512)

@@ -16,12 +16,12 @@ import pytest
 import torch
 import traitlets
 
-from nbkit.attention import Attention, AttentionError, capture_attention, top_k
-from nbkit.widgets.attention import AttentionWidget, downsample, show_attention
+from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k
+from nbkit.notebook.widgets.attention import AttentionWidget, downsample, show_attention
 
 torch.set_num_threads(1)
 XSS = ["<img src=x onerror=alert(1)>", "</script><img src=x onerror=alert(2)>"]
-STATIC = Path(__file__).parents[1] / "nbkit" / "widgets" / "static"
+STATIC = Path(__file__).parents[1] / "nbkit" / "notebook" / "widgets" / "static"
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_generation_view_needs_a_causal_capture(sent, tiny_gpt2, tiny_bert):
 
 
 def test_static_heatmap_escapes_tokens(xss_bert):
-    from nbkit._attention_figure import attention_heatmap
+    from nbkit.figures.attention import attention_heatmap
 
     model, tok = xss_bert
     att = capture_attention(model, tok, f"the {XSS[0]} cat the")

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import yaml
 
-from nbkit.config import ConfigError, FinetuneConfig, TrainConfig, build_config, config_help
+from nbkit.core.config import ConfigError, FinetuneConfig, TrainConfig, build_config, config_help
 
 
 def test_defaults_match_fit_signature():
     import inspect
 
-    from nbkit.train import fit
+    from nbkit.core.train import fit
 
     params = inspect.signature(fit).parameters
     for f in dataclasses.fields(TrainConfig):

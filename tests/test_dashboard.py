@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from nbkit.series import BoundedSeries
-from nbkit.train.events import EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
+from nbkit.core.series import BoundedSeries
+from nbkit.core.train.events import EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def step(s, n=1000):
 
 def bytes_per_update(comm_log, n_steps):
     """Fill a dashboard with n_steps steps (20 evaluations), then measure 5 more updates."""
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     d, run = Dashboard(min_interval=0.0), FakeRun()
     start(d, run, n_steps)
@@ -95,7 +95,7 @@ def test_bytes_per_update_do_not_grow_with_run_length(comm_log):
 
 
 def test_updates_are_throttled(comm_log):
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     d, run = Dashboard(min_interval=10.0), FakeRun()
     start(d, run, 5000)
@@ -122,7 +122,7 @@ def test_series_bounds_and_keeps_extremes():
 
 
 def test_progress_table_and_escaping(comm_log):
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     d, run = Dashboard(min_interval=0.0), FakeRun()
     evil = "<img src=x onerror=alert(1)>"
@@ -140,7 +140,7 @@ def test_progress_table_and_escaping(comm_log):
 
 
 def test_buttons_call_the_run_once_the_front_end_answered(comm_log):
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     d, run = Dashboard(min_interval=0.0), FakeRun()
     start(d, run, 100)
@@ -157,7 +157,7 @@ def test_buttons_call_the_run_once_the_front_end_answered(comm_log):
 
 
 def test_a_front_end_that_never_answers_gets_the_stop_square_hint(comm_log, monkeypatch):
-    from nbkit.widgets import dashboard as mod
+    from nbkit.notebook.widgets import dashboard as mod
 
     monkeypatch.setattr(mod, "LIVE_TIMEOUT_S", 0.0)
     d, run = mod.Dashboard(min_interval=0.0), FakeRun()
@@ -174,8 +174,8 @@ def test_dashboard_stops_a_background_run(comm_log, tmp_path):
     import datasets
 
     from nbkit.testing import random_texts, tiny_bert
-    from nbkit.train import fit
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.core.train import fit
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     model, tok = tiny_bert()
     texts = random_texts(400)
@@ -201,8 +201,8 @@ def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
     from IPython.utils.capture import capture_output
 
     from nbkit.testing import random_texts, tiny_bert
-    from nbkit.train import fit
-    from nbkit.widgets.dashboard import Dashboard
+    from nbkit.core.train import fit
+    from nbkit.notebook.widgets.dashboard import Dashboard
 
     model, tok = tiny_bert()
     ds = datasets.Dataset.from_dict({"text": random_texts(32), "label": [i % 2 for i in range(32)]})

@@ -1,4 +1,4 @@
-"""Tests for nbkit.data: every source kind, split and label handling, each error, the bundled sample."""
+"""Tests for nbkit.core.data: every source kind, split and label handling, each error, the bundled sample."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from nbkit.data import DataError, label_names, load_data, sample_data
+from nbkit.core.data import DataError, label_names, load_data, sample_data
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = [
@@ -464,7 +464,7 @@ def test_unknown_sample():
 
 
 def test_import_is_light():
-    code = "import sys, nbkit.data; print(sorted({'datasets', 'pandas', 'torch', 'IPython'} & set(sys.modules)))"
+    code = "import sys, nbkit.core.data; print(sorted({'datasets', 'pandas', 'torch', 'IPython'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -498,7 +498,7 @@ def test_sample_data_is_what_the_script_generates():
     spec.loader.exec_module(module)
     train, test = module.generate()
     for split, rows in (("train", train), ("test", test)):
-        with (ROOT / f"nbkit/sample_data/sentiment_{split}.csv").open(
+        with (ROOT / f"nbkit/core/sample_data/sentiment_{split}.csv").open(
             newline="", encoding="utf-8"
         ) as f:
             assert [tuple(r) for r in csv.reader(f)][1:] == rows

@@ -1,4 +1,4 @@
-"""`nbkit.devices.device_report` on this CPU machine, and on CUDA/MPS machines faked by monkeypatching."""
+"""`nbkit.core.devices.device_report` on this CPU machine, and on CUDA/MPS machines faked by monkeypatching."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nbkit.devices import DeviceReport, device_report
+from nbkit.core.devices import DeviceReport, device_report
 
 GB = 1024**3
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import nbkit
-from nbkit.config import ConfigError
+from nbkit.core.config import ConfigError
 from nbkit.testing import WORDS, save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_worker_process_runs_a_config_in_its_run_dir(tiny_setup, tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
         {"model": str(model_dir), "data": str(csv), "text": "review", "label": "stars", "epochs": 1,
          "batch_size": 32}))
-    proc = subprocess.run([sys.executable, "-m", "nbkit.train.worker", str(run_dir)], env=env(),
+    proc = subprocess.run([sys.executable, "-m", "nbkit.core.train.worker", str(run_dir)], env=env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = nbkit.Run.load(run_dir)

@@ -1,4 +1,4 @@
-"""nbkit.integrations.TrainerCallback: a real Hugging Face `Trainer` on a tiny BERT feeds an nbkit Run
+"""nbkit.core.integrations.TrainerCallback: a real Hugging Face `Trainer` on a tiny BERT feeds an nbkit Run
 (events, history, metrics.jsonl) and obeys `run.stop()`."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ pytest.importorskip("transformers")
 from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments  # noqa: E402
 
-from nbkit.integrations import TrainerCallback  # noqa: E402
+from nbkit.core.integrations import TrainerCallback  # noqa: E402
 from nbkit.testing import random_texts  # noqa: E402
 from nbkit.testing import tiny_bert as build_tiny_bert  # noqa: E402
-from nbkit.train import Run  # noqa: E402
+from nbkit.core.train import Run  # noqa: E402
 
 # Two intra-op threads on a busy 2-core machine are far slower than one (OpenMP spinning).
 torch.set_num_threads(1)
@@ -182,7 +182,7 @@ def test_early_stop_by_another_trainer_callback_is_reported_as_stopped(tmp_path)
 
 
 def test_integrations_imports_no_notebook_ui():
-    code = ("import sys, nbkit.integrations\n"
+    code = ("import sys, nbkit.core.integrations\n"
             "print([m for m in ('IPython', 'ipywidgets', 'anywidget', 'plotly') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=False)

@@ -16,7 +16,7 @@ import pytest
 
 import nbkit
 from nbkit.testing import WORDS, save_tiny_model
-from nbkit.train.launch import launch_command
+from nbkit.core.train.launch import launch_command
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_a_killed_worker_is_one_clear_error_and_leaves_a_checkpoint(setup, tmp_p
     while run.last_checkpoint is None and time.time() < deadline:
         time.sleep(0.02)
     workers = [p for p in psutil.Process(run.process.pid).children(recursive=True)
-               if "nbkit.train.worker" in " ".join(p.cmdline())]
+               if "nbkit.core.train.worker" in " ".join(p.cmdline())]
     assert len(workers) == 2
     os.kill(workers[-1].pid, signal.SIGKILL)
     with pytest.raises(RuntimeError) as err:
@@ -100,7 +100,7 @@ def test_a_killed_worker_is_one_clear_error_and_leaves_a_checkpoint(setup, tmp_p
     message = str(err.value)
     assert "exit code" in message and len(message.splitlines()) < 25
     assert run.status == "failed"
-    from nbkit.models import load_model
+    from nbkit.core.models import load_model
 
     model, tok = load_model(str(run.last_checkpoint))  # the last complete checkpoint loads
     assert model.config.num_labels == 2
@@ -124,4 +124,4 @@ def test_launch_commands():
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd and "--node_rank=1" in cmd
     acc = launch_command("/r", processes=2, launcher="accelerate", accelerate_config="fsdp.yaml", port=1)
     assert acc[acc.index("--config_file") + 1] == "fsdp.yaml" and "--multi_gpu" not in acc
-    assert acc[-3:] == ["--module", "nbkit.train.worker", "/r"]
+    assert acc[-3:] == ["--module", "nbkit.core.train.worker", "/r"]

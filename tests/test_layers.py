@@ -9,20 +9,20 @@ import sys
 
 import pytest
 
-# Core modules: extend this list as modules land (e.g. "nbkit.train", "nbkit.config").
+# Core modules: extend this list as modules land (e.g. "nbkit.core.train", "nbkit.core.config").
 CORE_MODULES = [
-    "nbkit.models",
+    "nbkit.core.models",
     "nbkit.testing",
-    "nbkit.config",
-    "nbkit.train",
-    "nbkit.train.worker",
-    "nbkit.integrations",
-    "nbkit.runs",
-    "nbkit.devices",
-    "nbkit.data",
-    "nbkit._preview",
-    "nbkit.series",
-    "nbkit.train.lr_find",
+    "nbkit.core.config",
+    "nbkit.core.train",
+    "nbkit.core.train.worker",
+    "nbkit.core.integrations",
+    "nbkit.core.runs",
+    "nbkit.core.devices",
+    "nbkit.core.data",
+    "nbkit.core.preview",
+    "nbkit.core.series",
+    "nbkit.core.train.lr_find",
 ]
 
 UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly"]
@@ -52,7 +52,7 @@ def test_core_work_imports_no_ui():
     # Heavy imports happen inside functions, so do some real work before looking.
     statement = (
         "from nbkit.testing import tiny_bert\n"
-        "from nbkit.models import model_summary\n"
+        "from nbkit.core.models import model_summary\n"
         "str(model_summary(tiny_bert()[0]))"
     )
     assert imported_after(statement, UI_MODULES) == []

@@ -9,9 +9,9 @@ import datasets
 import pytest
 import torch
 
-from nbkit.config import ConfigError
+from nbkit.core.config import ConfigError
 from nbkit.testing import WORDS, tiny_bert
-from nbkit.train.lr_find import lr_find, suggest_lr
+from nbkit.core.train.lr_find import lr_find, suggest_lr
 
 
 def topic_data(n=160):

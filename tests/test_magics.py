@@ -21,7 +21,7 @@ from IPython.terminal.interactiveshell import TerminalInteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
-from nbkit.config import METRICS, FinetuneConfig
+from nbkit.core.config import METRICS, FinetuneConfig
 
 torch.set_num_threads(1)  # 2 threads on a shared 2-core machine are ~100x slower under contention
 
@@ -224,7 +224,7 @@ def test_dry_run_shows_config_model_and_a_tokenized_example(ip, tiny_bert_dir, t
 def test_dry_run_with_notebook_variables(ip, tiny_bert_dir, tiny_csv, cwd):
     import pandas as pd
 
-    from nbkit.models import load_model
+    from nbkit.core.models import load_model
 
     def my_metric(preds, labels):
         return 0.0
@@ -245,7 +245,7 @@ def test_dry_run_with_inline_rows(ip, tiny_bert_dir, cwd):
 
 
 def test_same_yaml_resolves_equal_in_magic_python_and_cli(ip, tiny_bert_dir, tiny_csv, tmp_path, cwd):
-    from nbkit.train.finetune import resolve_config
+    from nbkit.core.train.finetune import resolve_config
 
     text = (f"model: {tiny_bert_dir}\ndata: {tiny_csv}\nepochs: 2\nlr: 3e-4\nbatch_size: 8\n"
             "metrics: accuracy, f1\nwarmup: 0.1\nmax_grad_norm: null\nscheduler: cosine\n")

@@ -1,4 +1,4 @@
-"""Tests for nbkit.models (load_model, device/dtype choice, model_summary) and the nbkit.testing builders."""
+"""Tests for nbkit.core.models (load_model, device/dtype choice, model_summary) and the nbkit.testing builders."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from nbkit import models
+from nbkit.core import models
 from nbkit import testing as nbt
-from nbkit.models import (
+from nbkit.core.models import (
     ModelError,
     ModelSummary,
     human_bytes,

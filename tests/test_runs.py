@@ -1,4 +1,4 @@
-"""`nbkit.runs.list_runs`: run directories written by hand with the loop's own JSONL observer."""
+"""`nbkit.core.runs.list_runs`: run directories written by hand with the loop's own JSONL observer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from nbkit.runs import COLUMNS, LIVE_SECONDS, list_runs
-from nbkit.train.events import EvalEnd, RunEnd, RunStart, StepEnd
-from nbkit.train.observers import JsonlLog
+from nbkit.core.runs import COLUMNS, LIVE_SECONDS, list_runs
+from nbkit.core.train.events import EvalEnd, RunEnd, RunStart, StepEnd
+from nbkit.core.train.observers import JsonlLog
 
 
 def write_run(root, name, *, start, steps=3, evals=(), end="finished", config=None):
@@ -85,7 +85,7 @@ def test_an_unreadable_run_is_listed_not_fatal(tmp_path):
 
 
 def test_runs_module_imports_no_ui():
-    code = ("import sys, nbkit.runs, nbkit.devices, nbkit._preview\n"
+    code = ("import sys, nbkit.core.runs, nbkit.core.devices, nbkit.core.preview\n"
             "print(sorted(m for m in ('IPython', 'ipywidgets', 'plotly', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nbkit.config import ConfigError
+from nbkit.core.config import ConfigError
 from nbkit.testing import WORDS, random_texts, tiny_bert
-from nbkit.train import Run, fit
-from nbkit.train.batching import DataError
-from nbkit.train.checkpoints import load_weights
+from nbkit.core.train import Run, fit
+from nbkit.core.train.batching import DataError
+from nbkit.core.train.checkpoints import load_weights
 
 
 def length_data(n=96, seed=1):
@@ -316,7 +316,7 @@ KILLED_SCRIPT = textwrap.dedent(
     import sys, time, torch, datasets
     torch.set_num_threads(1)
     from nbkit.testing import tiny_bert, random_texts
-    from nbkit.train import fit
+    from nbkit.core.train import fit
     texts = random_texts(400, seed=1)
     ds = datasets.Dataset.from_dict({"text": texts, "label": [len(t) % 2 for t in texts]})
     model, tok = tiny_bert()
@@ -351,7 +351,7 @@ def test_killed_run_leaves_readable_log_and_loadable_checkpoint(tmp_path):
         p.name for p in run.last_checkpoint.iterdir()}
     model = run.model  # rebuilt from the last complete checkpoint
     assert type(model).__name__ == "BertForSequenceClassification"
-    from nbkit.models import load_model
+    from nbkit.core.models import load_model
 
     loaded, tok = load_model(str(run.last_checkpoint))
     assert tok is not None and loaded.config.num_labels == 2

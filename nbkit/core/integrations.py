@@ -1,7 +1,7 @@
 """Adapters that let other training loops feed nbkit's events, so a Hugging Face `Trainer` run gets the
 same `Run` (history, metrics.jsonl, stop/pause, live dashboard) as `nbkit.fit`.
 
-`TrainerCallback` translates `transformers.Trainer` callbacks into `nbkit.train.events`; it is core
+`TrainerCallback` translates `transformers.Trainer` callbacks into `nbkit.core.train.events`; it is core
 code (torch/transformers only, never IPython, ipywidgets or plotly).
 """
 

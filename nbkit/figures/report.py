@@ -8,17 +8,17 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .figures import metrics_table_html, training_figure
+from nbkit.figures import metrics_table_html, training_figure
 
 
 def _eval_rows(run: Any) -> list[dict[str, Any]]:
-    from .train.events import EvalEnd
+    from nbkit.core.train.events import EvalEnd
 
     return [{"step": e.step, **e.metrics} for e in run.events if isinstance(e, EvalEnd)]
 
 
 def write_report(run: Any, path: str | Path | None = None) -> Path:
-    from .train.events import EpochEnd
+    from nbkit.core.train.events import EpochEnd
 
     path = Path(path) if path else run.run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from ._attention_figure import attention_heatmap
+from .attention import attention_heatmap
 
 __all__ = ["attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html", "training_figure", "training_png"]
 

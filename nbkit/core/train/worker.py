@@ -1,4 +1,4 @@
-"""Run one finetune config as its own process: `python -m nbkit.train.worker RUN_DIR`.
+"""Run one finetune config as its own process: `python -m nbkit.core.train.worker RUN_DIR`.
 
 The run directory must hold a `config.yaml` (the keys of `FinetuneConfig`). The worker trains into
 that directory, so a notebook (or `accelerate launch` / `torchrun`, later) can start it and follow
@@ -27,7 +27,7 @@ def load_run_config(run_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nbkit.train.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nbkit.core.train.worker", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--progress", action="store_true", help="show a terminal progress bar")

@@ -39,7 +39,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         run_dir: str | os.PathLike | None = None, test: Any = None, resume_from: str | os.PathLike | None = None,
         background: bool = False, progress: bool = True, config_extra: dict | None = None,
         stop_file: str | os.PathLike | None = None) -> Run:
-    """Train `model` on `train` and return a `Run` (see the module docstring of nbkit.train).
+    """Train `model` on `train` and return a `Run` (see the module docstring of nbkit.core.train).
 
     `model` is a Hugging Face model (returns `.loss` when the batch has labels) or any
     `torch.nn.Module`: dict batches are passed as `model(**batch)`, tuple batches `(inputs, targets)`
@@ -585,7 +585,7 @@ def _progress_observer(**dashboard_options):
     """
     if _in_notebook():
         try:
-            from ..widgets.dashboard import Dashboard
+            from nbkit.notebook.widgets.dashboard import Dashboard
         except ImportError:  # widgets missing (a minimal install): fall back to the text bar
             return ProgressBar()
         return Dashboard(**dashboard_options).show()

@@ -1,7 +1,7 @@
 """Run a finetune config in worker processes under `accelerate launch` or `torchrun`, and follow it.
 
 The notebook (or CLI) writes the run directory and its `config.yaml`, starts the launcher as a
-subprocess running `python -m nbkit.train.worker RUN_DIR` (no fork of the kernel, so CUDA used
+subprocess running `python -m nbkit.core.train.worker RUN_DIR` (no fork of the kernel, so CUDA used
 earlier in the notebook does not matter), and returns a `ProcessRun`. That run tails rank 0's
 `metrics.jsonl` and replays each event to its observers, so the dashboard, `history`, `wait()` and
 `model` (from the last checkpoint) behave as for an in-process run. `stop()` drops a stop file that
@@ -46,7 +46,7 @@ def launch_command(run_dir: Path, *, processes: int, launcher: str, accelerate_c
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                 f"--nnodes={hosts}", f"--node_rank={machine_rank}", f"--master_addr={main_address}",
-                f"--master_port={port}", "-m", "nbkit.train.worker", *worker]
+                f"--master_port={port}", "-m", "nbkit.core.train.worker", *worker]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes * hosts),
            "--num_machines", str(hosts), "--machine_rank", str(machine_rank),
            "--main_process_ip", main_address, "--main_process_port", str(port)]
@@ -56,7 +56,7 @@ def launch_command(run_dir: Path, *, processes: int, launcher: str, accelerate_c
         # accelerate's multi-process launcher (torchrun underneath); on CPUs the workers join with
         # gloo. DDP/FSDP/DeepSpeed settings come from an accelerate config file instead.
         cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return cmd + ["--module", "nbkit.train.worker", *worker]
+    return cmd + ["--module", "nbkit.core.train.worker", *worker]
 
 
 class ProcessRun(Run):

@@ -34,7 +34,7 @@ def printable_config(cfg: Any) -> dict[str, Any]:
 @dataclass
 class FinetunePreview:
     config: dict[str, Any]  # resolved, printable
-    summary: Any  # nbkit.models.ModelSummary
+    summary: Any  # nbkit.core.models.ModelSummary
     splits: dict[str, int]  # rows per split
     example: dict[str, Any] = field(default_factory=dict)  # text, text_pair, label, tokens
 

@@ -2,7 +2,7 @@
 
 `capture_attention` runs one forward pass and returns an `Attention`: tokens, segments and one float32
 array per kind of attention. The analyses (averages, rollout, entropy, head scores, top-k pruning, word
-merging) are numpy only. The widget (`nbkit.widgets.attention`) and the static figure draw from this
+merging) are numpy only. The widget (`nbkit.notebook.widgets.attention`) and the static figure draw from this
 module; nothing here imports IPython, ipywidgets, anywidget or plotly.
 """
 
@@ -238,7 +238,7 @@ class Attention:
         if not path.endswith(".npz"):
             path += ".npz"
         meta = {
-            "format": "nbkit.attention/1",
+            "format": "nbkit.core.attention/1",
             "tokens": self.tokens,
             "decoder_tokens": self.decoder_tokens,
             "layers": self.layers,
@@ -260,7 +260,7 @@ class Attention:
         """Read a file written by `save` (no pickles are loaded)."""
         with np.load(os.fspath(path), allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta_json"]).decode("utf-8"))
-            if meta.get("format") != "nbkit.attention/1":
+            if meta.get("format") != "nbkit.core.attention/1":
                 raise AttentionError(f"{os.fspath(path)!r} is not an nbkit attention file.")
             weights = {
                 k[len("weights_") :]: data[k] for k in data.files if k.startswith("weights_")

@@ -1,6 +1,6 @@
 """A static plotly heatmap of one attention map, for export (HTML, PNG, a saved notebook).
 
-Re-exported as `nbkit.figures.attention_heatmap`. It reads an `Attention` (nbkit.attention) and
+Re-exported as `nbkit.figures.attention_heatmap`. It reads an `Attention` (nbkit.core.attention) and
 builds a plain `go.Figure`: no widgets, no IPython. Token text is HTML-escaped, because plotly reads
 a few HTML tags in labels.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 if TYPE_CHECKING:
-    from nbkit.attention import Attention
+    from nbkit.core.attention import Attention
 
 __all__ = ["attention_heatmap"]
 

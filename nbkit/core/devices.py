@@ -31,7 +31,7 @@ class DeviceInfo:
 class DeviceReport:
     """Every device torch sees, the one nbkit would pick, and this process's host memory."""
 
-    best: str  # what nbkit.models.pick_device() chooses: "cuda", "mps" or "cpu"
+    best: str  # what nbkit.core.models.pick_device() chooses: "cuda", "mps" or "cpu"
     devices: list[DeviceInfo] = field(default_factory=list)
     process_rss_bytes: int | None = None
     torch_version: str = ""

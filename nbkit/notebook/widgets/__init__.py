@@ -8,8 +8,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Dashboard": "nbkit.widgets.dashboard",
-    "AttentionWidget": "nbkit.widgets.attention",
+    "Dashboard": "nbkit.notebook.widgets.dashboard",
+    "AttentionWidget": "nbkit.notebook.widgets.attention",
 }
 
 __all__ = list(_EXPORTS)
@@ -18,5 +18,5 @@ __all__ = list(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'nbkit.widgets' has no attribute {name!r}")
+        raise AttributeError(f"module 'nbkit.notebook.widgets' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

@@ -54,7 +54,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     `model`: "minilm" (bundled weights, the default), a hub id or a local folder, or a
     `(model, tokenizer)` pair. `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled,
     the default), a DataFrame or a Dataset. Arguments override the same keys in `config`.
-    Other options are the keys of `nbkit.config.FinetuneConfig` (`nbkit.config.config_help()` lists
+    Other options are the keys of `nbkit.core.config.FinetuneConfig` (`nbkit.core.config.config_help()` lists
     them); `config=` takes the same keys as a dict (a parsed YAML file). `resume_from=run_dir`
     continues an interrupted run with the config stored in that directory.
     """

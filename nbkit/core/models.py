@@ -3,7 +3,7 @@
 `load_model` turns a hub id, a local folder or the bundled alias "minilm" into `(model, tokenizer)` on the
 right device and dtype, with one short error when the Hub cannot be reached. `model_summary` reads sizes
 and shapes from any `torch.nn.Module` into plain data. Core layer: torch and transformers are imported
-inside functions so `import nbkit.models` stays cheap, and nothing here touches IPython or widgets.
+inside functions so `import nbkit.core.models` stays cheap, and nothing here touches IPython or widgets.
 """
 
 from __future__ import annotations

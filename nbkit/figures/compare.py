@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .figures import compare_figure, compare_png, figure_bundle
+from nbkit.figures import compare_figure, compare_png, figure_bundle
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Comparison:
 
 
 def _as_run(item: Any):
-    from .train.run import Run
+    from nbkit.core.train.run import Run
 
     if isinstance(item, Run):
         return item

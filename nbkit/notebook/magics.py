@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 
-from .config import config_help
+from nbkit.core.config import config_help
 
 # Printed by `%finetune --help` and `%%finetune?`. IPython's help formatter dedents everything after
 # the first line, so the unindented lines below keep the indented examples and key table as written.
@@ -43,9 +43,9 @@ Config keys:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user asked for something impossible", not a bug."""
-    from .config import ConfigError
-    from .data import DataError
-    from .models import ModelError
+    from nbkit.core.config import ConfigError
+    from nbkit.core.data import DataError
+    from nbkit.core.models import ModelError
 
     return (ConfigError, DataError, ModelError)
 
@@ -176,16 +176,16 @@ class NbkitMagics(Magics):
                              "(two %), or use %finetune --resume RUN_DIR; %finetune --help lists the keys")
         if args.name is not None:
             config["name"] = args.name
-        from .train.finetune import resolve_config
+        from nbkit.core.train.finetune import resolve_config
 
         with _as_usage_error():
             cfg = resolve_config(config)  # the one validator: nothing is loaded or written before it
             if args.dry_run:
-                from ._preview import preview_finetune
+                from nbkit.core.preview import preview_finetune
 
                 preview = preview_finetune(cfg)
             else:
-                from .train.finetune import finetune
+                from nbkit.core.train.finetune import finetune
 
                 run = finetune(**config, background=args.background)
         if args.dry_run:
@@ -202,7 +202,7 @@ class NbkitMagics(Magics):
         if not (Path(args.resume) / "config.yaml").is_file():
             raise UsageError(f"--resume {args.resume}: not a run directory (it has no config.yaml); "
                              "%nbkit runs lists the runs")
-        from .train.finetune import finetune
+        from nbkit.core.train.finetune import finetune
 
         with _as_usage_error():
             run = finetune(resume_from=args.resume, background=args.background)
@@ -234,7 +234,7 @@ class NbkitMagics(Magics):
         if args.name is None:
             raise UsageError("%nbkit_load needs a model: %nbkit_load minilm, a hub id or a folder")
         out = _var_name(args.out)
-        from .models import load_model, model_summary
+        from nbkit.core.models import load_model, model_summary
 
         with _as_usage_error():
             pair = load_model(args.name, task=args.task)
@@ -244,8 +244,8 @@ class NbkitMagics(Magics):
     @magic_arguments()
     @_help_argument
     @argument("command", nargs="?", choices=["runs", "device", "compare"],
-              help="runs: list run directories (nbkit.runs.list_runs); device: devices and memory "
-                   "(nbkit.devices.device_report); compare: overlay runs (nbkit.compare)")
+              help="runs: list run directories (nbkit.core.runs.list_runs); device: devices and memory "
+                   "(nbkit.core.devices.device_report); compare: overlay runs (nbkit.compare)")
     @argument("paths", nargs="*", help="runs: the folder holding run directories (default: nbkit-runs); "
                                        "compare: two or more run directories")
     @argument("--metric", default="eval_loss", help="compare only: the history column to plot")
@@ -263,7 +263,7 @@ class NbkitMagics(Magics):
         if args.command == "device":
             if args.paths:
                 raise UsageError(f"%nbkit device takes no argument, got {' '.join(args.paths)!r}")
-            from .devices import device_report
+            from nbkit.core.devices import device_report
 
             _show(device_report())
             return
@@ -272,7 +272,7 @@ class NbkitMagics(Magics):
                 raise UsageError("%nbkit compare needs run directories: %nbkit compare nbkit-runs/a nbkit-runs/b")
             from IPython.display import display
 
-            from .compare import compare
+            from nbkit.figures.compare import compare
 
             try:
                 comparison = compare(args.paths, metric=args.metric)
@@ -284,7 +284,7 @@ class NbkitMagics(Magics):
             raise UsageError(f"%nbkit runs takes one folder, got {len(args.paths)}")
         from IPython.display import display
 
-        from .runs import list_runs
+        from nbkit.core.runs import list_runs
 
         root = args.paths[0] if args.paths else "nbkit-runs"
         table = list_runs(root)
@@ -317,8 +317,8 @@ class NbkitMagics(Magics):
                              "%nbkit_load minilm --task base, then %attention model \"a sentence\"")
         if args.var not in self._ns:
             raise UsageError(f"%attention: no variable {args.var!r}; load one first: %nbkit_load minilm --task base")
-        from .attention import Attention, AttentionError
-        from .widgets.attention import show_attention
+        from nbkit.core.attention import Attention, AttentionError
+        from nbkit.notebook.widgets.attention import show_attention
 
         target = self._ns[args.var]
         if isinstance(target, Attention):

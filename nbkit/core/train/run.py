@@ -228,7 +228,7 @@ class Run:
 
     def report(self, path: str | Path | None = None) -> Path:
         """Write `report.html` (the training chart with plotly's JavaScript embedded) and return its path."""
-        from ..report import write_report  # the figure layer; the core itself never imports plotly
+        from nbkit.figures.report import write_report  # the figure layer; the core itself never imports plotly
 
         return write_report(self, path)
 
@@ -283,7 +283,7 @@ def _load_checkpoint_model(folder: Path):
     if not (folder / "config.json").exists():
         raise ValueError(
             f"{folder} holds weights of a plain torch module: build the module yourself and call "
-            "nbkit.train.checkpoints.load_weights(module, folder)"
+            "nbkit.core.train.checkpoints.load_weights(module, folder)"
         )
     config = transformers.AutoConfig.from_pretrained(folder)
     arch = (config.architectures or ["AutoModel"])[0]

@@ -2,7 +2,7 @@
 
 The page never receives every layer at once: the widget's state carries the tokens and the data of the
 first view only, and the JavaScript (shipped in `static/`, no CDN) asks for each further layer or map
-with a custom message, answered with uint8/uint16 binary buffers. Numbers come from `nbkit.attention`.
+with a custom message, answered with uint8/uint16 binary buffers. Numbers come from `nbkit.core.attention`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from nbkit.attention import Attention, AttentionError, capture_attention, top_k
+from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k
 
 __all__ = ["VIEWS", "AttentionWidget", "show_attention"]
 

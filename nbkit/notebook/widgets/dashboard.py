@@ -2,7 +2,7 @@
 device memory and Stop / Pause controls. It is an observer of the engine's events (`fn(event, run)`)
 and never drives training itself: its buttons only call `run.stop()` / `run.pause()`.
 
-Cost stays flat with run length: events go into bounded series (`nbkit.series`), and the browser
+Cost stays flat with run length: events go into bounded series (`nbkit.core.series`), and the browser
 gets at most `max_points` points per trace, at most once per `min_interval` seconds. When the run
 ends, a static PNG of the final chart and the metrics table are written into the cell's output (a
 display_id output, which also works for background runs), so a saved notebook shows the result
@@ -23,9 +23,9 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets as t
 
-from ..figures import EVAL_COLORS, LOSS_COLOR, metrics_table_html, training_png
-from ..series import BoundedSeries
-from ..train.events import CheckpointSaved, EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
+from nbkit.figures import EVAL_COLORS, LOSS_COLOR, metrics_table_html, training_png
+from nbkit.core.series import BoundedSeries
+from nbkit.core.train.events import CheckpointSaved, EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
 
 STATIC = Path(__file__).parent / "static"
 # A front end that cannot deliver widget messages to a busy kernel never answers; after this long
@@ -56,8 +56,8 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def _memory_text() -> str:
-    from ..devices import device_report
-    from ..models import human_bytes
+    from nbkit.core.devices import device_report
+    from nbkit.core.models import human_bytes
 
     report = device_report()
     gpus = [d for d in report.devices if d.device.startswith("cuda")]

@@ -3,7 +3,7 @@
 ``load_data`` reads paths, hub names, the bundled sample, DataFrames, lists and ``datasets`` objects
 and standardizes columns (``text``, ``text_pair``, ``label``), so models.py and train/ never look at
 sources. Class names travel with the data as a ``ClassLabel`` feature. ``datasets`` and ``pandas`` are
-imported inside functions so that ``import nbkit.data`` (e.g. to catch ``DataError``) stays cheap.
+imported inside functions so that ``import nbkit.core.data`` (e.g. to catch ``DataError``) stays cheap.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def sample_data(name: str = "sentiment") -> datasets.DatasetDict:
     )
     out = {}
     for split in ("train", "test"):
-        path = importlib.resources.files("nbkit") / "sample_data" / f"{name}_{split}.csv"
+        path = importlib.resources.files("nbkit.core") / "sample_data" / f"{name}_{split}.csv"
         rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
         data = {"text": [r["text"] for r in rows], "label": [names.index(r["label"]) for r in rows]}
         out[split] = datasets.Dataset.from_dict(data, features=features, info=info)

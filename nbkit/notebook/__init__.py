@@ -1,0 +1,1 @@
+"""The notebook layer: IPython magics and widgets on top of the core and the figures."""
