@@ -66,8 +66,8 @@ def per_update(n_steps: int, updates: int = 20) -> tuple[float, float]:
 def throughput(with_dashboard: bool, steps: int) -> float:
     import datasets
 
-    from nbkit.testing import random_texts, tiny_bert
     from nbkit.core.train import fit
+    from nbkit.testing import random_texts, tiny_bert
 
     model, tok = tiny_bert(layers=4, hidden=64, heads=4)
     ds = datasets.Dataset.from_dict({"text": random_texts(steps * 16, seed=1),

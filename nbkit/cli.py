@@ -61,8 +61,8 @@ def _finetune(args) -> int:
 
 
 def _report(args) -> int:
-    from nbkit.figures.report import write_report
     from nbkit.core.train.run import Run
+    from nbkit.figures.report import write_report
 
     print(write_report(Run.load(args.run_dir)))
     return 0

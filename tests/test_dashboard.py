@@ -173,9 +173,9 @@ def test_a_front_end_that_never_answers_gets_the_stop_square_hint(comm_log, monk
 def test_dashboard_stops_a_background_run(comm_log, tmp_path):
     import datasets
 
-    from nbkit.testing import random_texts, tiny_bert
     from nbkit.core.train import fit
     from nbkit.notebook.widgets.dashboard import Dashboard
+    from nbkit.testing import random_texts, tiny_bert
 
     model, tok = tiny_bert()
     texts = random_texts(400)
@@ -200,9 +200,9 @@ def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
     from IPython.testing.globalipapp import start_ipython
     from IPython.utils.capture import capture_output
 
-    from nbkit.testing import random_texts, tiny_bert
     from nbkit.core.train import fit
     from nbkit.notebook.widgets.dashboard import Dashboard
+    from nbkit.testing import random_texts, tiny_bert
 
     model, tok = tiny_bert()
     ds = datasets.Dataset.from_dict({"text": random_texts(32), "label": [i % 2 for i in range(32)]})

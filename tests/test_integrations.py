@@ -20,9 +20,9 @@ from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments  # noqa: E402
 
 from nbkit.core.integrations import TrainerCallback  # noqa: E402
+from nbkit.core.train import Run  # noqa: E402
 from nbkit.testing import random_texts  # noqa: E402
 from nbkit.testing import tiny_bert as build_tiny_bert  # noqa: E402
-from nbkit.core.train import Run  # noqa: E402
 
 # Two intra-op threads on a busy 2-core machine are far slower than one (OpenMP spinning).
 torch.set_num_threads(1)

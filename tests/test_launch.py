@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import nbkit
-from nbkit.testing import WORDS, save_tiny_model
 from nbkit.core.train.launch import launch_command
+from nbkit.testing import WORDS, save_tiny_model
 
 pytestmark = pytest.mark.slow
 

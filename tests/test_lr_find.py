@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nbkit.core.config import ConfigError
-from nbkit.testing import WORDS, tiny_bert
 from nbkit.core.train.lr_find import lr_find, suggest_lr
+from nbkit.testing import WORDS, tiny_bert
 
 
 def topic_data(n=160):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from nbkit.core import models
 from nbkit import testing as nbt
+from nbkit.core import models
 from nbkit.core.models import (
     ModelError,
     ModelSummary,

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from nbkit.core.config import ConfigError
-from nbkit.testing import WORDS, random_texts, tiny_bert
 from nbkit.core.train import Run, fit
 from nbkit.core.train.batching import DataError
 from nbkit.core.train.checkpoints import load_weights
+from nbkit.testing import WORDS, random_texts, tiny_bert
 
 
 def length_data(n=96, seed=1):
@@ -247,7 +248,32 @@ def test_early_stopping_ends_run_as_finished(tmp_path):
     assert run.history["step"].max() < 30 * 4
 
 
-def test_nan_loss_fails_with_step_and_keeps_last_good_checkpoint(tmp_path):
+def test_one_nan_loss_skips_that_step_and_training_goes_on(tmp_path):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    model = torch.nn.Linear(3, 1)
+    calls = {"n": 0}
+    seen = {}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.mse_loss(out, target)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    def watch(event, run):  # the weights just before and after the bad step
+        if event.kind == "step" and event.step in (6, 7):
+            seen[event.step] = [p.detach().clone() for p in model.parameters()]
+
+    run = fit(model, TensorDataset(x, y), loss_fn=loss_fn, epochs=2, batch_size=16,
+              run_dir=tmp_path / "nan", progress=False, callbacks=[watch])
+    assert run.status == "finished"
+    h = run.history.set_index("step")
+    assert math.isnan(h.loc[7, "loss"]) and h["loss"].drop(7).notna().all()
+    assert all(torch.equal(a, b) for a, b in zip(seen[6], seen[7], strict=True))  # step 7 left them alone
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nan_losses_in_a_row_fail_with_step_and_keep_last_good_checkpoint(tmp_path):
     torch.manual_seed(0)
     x, y = torch.randn(64, 3), torch.randn(64, 1)
     model = torch.nn.Linear(3, 1)
@@ -256,15 +282,20 @@ def test_nan_loss_fails_with_step_and_keeps_last_good_checkpoint(tmp_path):
     def loss_fn(out, target):
         calls["n"] += 1
         loss = torch.nn.functional.mse_loss(out, target)
-        return loss * float("nan") if calls["n"] == 7 else loss
+        return loss * float("nan") if calls["n"] >= 7 else loss
 
-    run = fit(model, TensorDataset(x, y), loss_fn=loss_fn, epochs=2, batch_size=16,
+    run = fit(model, TensorDataset(x, y), loss_fn=loss_fn, epochs=30, batch_size=16,
               run_dir=tmp_path / "nan", progress=False)
     assert run.status == "failed"
     msg = run.events[-1].message
-    assert "step 7" in msg and "lower learning rate" in msg
-    assert run.last_checkpoint.name == "step-0000004"  # the epoch-1 checkpoint, untouched
+    assert re.search(r"not finite for \d+ steps in a row \(up to step \d+\)", msg), msg
+    assert "lower learning rate" in msg
+    assert run.history["step"].max() < 120  # it did not train on to the end
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    from safetensors.torch import load_file
+
+    saved = load_file(run.last_checkpoint / "model.safetensors")  # every checkpoint is finite too
+    assert all(torch.isfinite(v).all() for v in saved.values())
 
 
 @pytest.mark.parametrize(
@@ -347,8 +378,10 @@ def test_killed_run_leaves_readable_log_and_loadable_checkpoint(tmp_path):
     assert run.history["step"].max() >= 10
     assert "eval_loss" in run.history
     # index.json only ever names a complete checkpoint (a .tmp-* folder may be mid-write)
-    assert {"model.safetensors", "optimizer.pt", "rng.pt", "trainer_state.json"} <= {
+    assert {"model.safetensors", "training_state", "trainer_state.json"} <= {
         p.name for p in run.last_checkpoint.iterdir()}
+    assert {"optimizer.bin", "random_states_0.pkl", "scheduler.pt"} <= {
+        p.name for p in (run.last_checkpoint / "training_state").iterdir()}
     model = run.model  # rebuilt from the last complete checkpoint
     assert type(model).__name__ == "BertForSequenceClassification"
     from nbkit.core.models import load_model

@@ -30,6 +30,23 @@ class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names the key and what is allowed."""
 
 
+def yaml_safe(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with only values YAML (and JSON) can hold: an object from the notebook (a model, a
+    DataFrame, a metric function) becomes its name or repr. The one rule config.yaml, events and
+    resume comparisons share."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (str, int, float, bool, type(None))):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return getattr(v, "__name__", None) or f"<{type(v).__name__}>"
+
+    return {k: plain(v) for k, v in config.items()}
+
+
 def _opt(default: Any, help: str, kind: Any, *, choices=None, min=None, gt=None, max=None, lt=None):
     meta = {"help": help, "kind": kind, "choices": choices, "min": min, "gt": gt, "max": max, "lt": lt}
     if isinstance(default, list):
@@ -60,10 +77,12 @@ class TrainConfig:
     metrics: list = _opt([], "eval metrics: accuracy, f1 (macro), perplexity", list, choices=METRICS)
     best_metric: str = _opt("eval_loss", "metric that picks the best checkpoint", str)
     early_stopping: int | None = _opt(None, "stop after N evaluations without improvement", int, min=1)
+    keep_optimizer: bool = _opt(False, "keep the optimizer state in the last checkpoint after the run finishes", bool)
     seed: int = _opt(0, "random seed for weights init, data order and dropout", int, min=0)
     scale_lr: bool = _opt(False, "multiply lr by the number of processes (linear scaling rule)", bool)
     name: str | None = _opt(None, "run name (default: derived from the model)", str)
     run_dir: str | None = _opt(None, "run directory (default: ./nbkit-runs/<name>-<time>)", str)
+    overwrite: bool = _opt(False, "replace the run already in run_dir (default: refuse, never mix two runs)", bool)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,7 +18,7 @@ from typing import Any
 
 import transformers
 
-from .train.events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunEnd, RunStart, StepEnd
+from .train.events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunStart, StepEnd
 from .train.observers import JsonlLog
 from .train.run import Run, write_config
 
@@ -51,9 +51,8 @@ class TrainerCallback(transformers.TrainerCallback):
         self._given_run_dir = Path(run_dir) if run_dir is not None else None
         self._given_name = name
         self.handle_interrupt = handle_interrupt
-        self._observers: list[Callable] = list(observers)
         self.run = Run(name=name or "trainer", run_dir=self._given_run_dir or Path("nbkit-run"),
-                       config={}, observers=self._observers, kind="hf")
+                       config={}, observers=list(observers), kind="hf")
         self._log: JsonlLog | None = None
         self._old_sigint: Any = None
         self._reset_clock()
@@ -78,32 +77,27 @@ class TrainerCallback(transformers.TrainerCallback):
         self._identify(args, model)
         run.config = _plain_config(args)
         if model is not None:
-            run._model = model
+            run.model = model
         if kwargs.get("processing_class") is not None:
             run.tokenizer = kwargs["processing_class"]
-        if run.done:  # a second train() on the same callback (e.g. resuming): a fresh start
-            run._stop_event.clear()
-            run._done.clear()
-            run._running.set()
-            run._stop_reason, run._stop_status = "", "stopped"
+        run.begin()  # a second train() on the same callback (e.g. resuming) starts afresh
         if state.is_world_process_zero:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(run.run_dir, run.config)
             if self._log is not None:
                 self._log.close()
-                self._observers.remove(self._log)
+                run.remove_observer(self._log)
             # First, so the file has the event even if a later observer raises.
             self._log = JsonlLog(run.run_dir / "metrics.jsonl")
-            self._observers.insert(0, self._log)
+            run.add_observer(self._log, first=True)
         self._install_sigint()
-        run.status = "running"
         world = max(1, getattr(args, "world_size", 1))
         self._batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
         steps_per_epoch = _steps_per_epoch(train_dataloader, args, state)
         self._reset_clock()
         self._last_logged_step = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
-        run._emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=state.max_steps,
+        run.emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=state.max_steps,
                            steps_per_epoch=steps_per_epoch,
                            epochs=math.ceil(state.max_steps / steps_per_epoch) if steps_per_epoch else 0,
                            start_step=state.global_step, effective_batch_size=self._batch,
@@ -128,7 +122,7 @@ class TrainerCallback(transformers.TrainerCallback):
         numbers = {k: float(v) for k, v in (metrics or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
                    and not k.endswith(_EVAL_SPEED_SUFFIXES)}
-        self.run._emit(EvalEnd(step=state.global_step, epoch=float(state.epoch or 0.0), metrics=numbers))
+        self.run.emit(EvalEnd(step=state.global_step, epoch=float(state.epoch or 0.0), metrics=numbers))
         self._mark = time.perf_counter()
         return self._control(control)
 
@@ -137,33 +131,28 @@ class TrainerCallback(transformers.TrainerCallback):
         # Trainer also calls this when it breaks out half-way (stop, max_steps): fit only reports
         # whole epochs, and so do we.
         if epoch >= 1 and abs(epoch - round(epoch)) < 1e-6:
-            self.run._emit(EpochEnd(step=state.global_step, epoch=round(epoch)))
+            self.run.emit(EpochEnd(step=state.global_step, epoch=round(epoch)))
         self._mark = time.perf_counter()
         return self._control(control)
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         best = state.best_model_checkpoint is not None and Path(state.best_model_checkpoint) == path
-        self.run._emit(CheckpointSaved(step=state.global_step, path=str(path), best=best))
+        self.run.emit(CheckpointSaved(step=state.global_step, path=str(path), best=best))
         self._mark = time.perf_counter()
         return self._control(control)
 
     def on_train_end(self, args, state, control, **kwargs):
         run = self.run
         self._restore_sigint()
-        if run._stop_event.is_set():
-            status, message = run._stop_status, run._stop_reason
+        if run.stop_requested:
+            status, message = run.control.status, run.control.reason
         elif state.global_step < state.max_steps:
             # Another callback (e.g. transformers.EarlyStoppingCallback) ended training early.
             status, message = "stopped", "stopped by a Trainer callback"
         else:
             status, message = "finished", ""
-        run.status = status
-        run._stop_event.set()
-        try:
-            run._emit(RunEnd(status=status, step=state.global_step, message=message))
-        finally:
-            run._done.set()
+        run.finish(status, state.global_step, message)
         return control
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -180,7 +169,7 @@ class TrainerCallback(transformers.TrainerCallback):
         tokens = state.num_input_tokens_seen or 0
         tokens_per_s = (tokens - self._last_tokens) / dt if tokens > self._last_tokens else None
         grad_norm = logs.get("grad_norm")
-        self.run._emit(StepEnd(
+        self.run.emit(StepEnd(
             step=state.global_step, epoch=float(logs.get("epoch", state.epoch or 0.0)),
             loss=float(logs["loss"]), lr=float(logs.get("learning_rate", float("nan"))),
             samples_per_s=steps * self._batch / dt, tokens_per_s=tokens_per_s,
@@ -190,15 +179,12 @@ class TrainerCallback(transformers.TrainerCallback):
         self._last_logged_step, self._last_tokens, self._train_time = state.global_step, tokens, 0.0
 
     def _control(self, control):
-        if self.run._stop_event.is_set():
+        if self.run.stop_requested:
             control.should_training_stop = True
         return control
 
     def _wait_if_paused(self) -> None:
-        run = self.run
-        while not run._running.wait(0.1):
-            if run._stop_event.is_set():
-                return
+        self.run.control.wait_if_paused()
         self._mark = time.perf_counter()  # time spent paused is not training time
 
     def _install_sigint(self) -> None:
@@ -208,13 +194,13 @@ class TrainerCallback(transformers.TrainerCallback):
         old = signal.getsignal(signal.SIGINT)
 
         def handler(signum, frame):
-            if run.done or run._stop_event.is_set():
+            if run.done or run.stop_requested:
                 # Not training any more, or a second interrupt: behave as before we were installed.
                 if callable(old):
                     return old(signum, frame)
                 raise KeyboardInterrupt
             # Like fit: the interrupt becomes a stop at the next step boundary, never mid-update.
-            run._request_stop("interrupted", status="stopped")
+            run.request_stop("interrupted", status="stopped")
 
         self._old_sigint = old
         signal.signal(signal.SIGINT, handler)

@@ -185,7 +185,7 @@ class NbkitMagics(Magics):
 
                 preview = preview_finetune(cfg)
             else:
-                from nbkit.core.train.finetune import finetune
+                from nbkit.notebook.twins import finetune
 
                 run = finetune(**config, background=args.background)
         if args.dry_run:
@@ -202,7 +202,7 @@ class NbkitMagics(Magics):
         if not (Path(args.resume) / "config.yaml").is_file():
             raise UsageError(f"--resume {args.resume}: not a run directory (it has no config.yaml); "
                              "%nbkit runs lists the runs")
-        from nbkit.core.train.finetune import finetune
+        from nbkit.notebook.twins import finetune
 
         with _as_usage_error():
             run = finetune(resume_from=args.resume, background=args.background)

@@ -8,6 +8,7 @@ is plain data and serialises to one JSON line with `to_dict()`.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,6 +42,10 @@ class RunStart(Event):
 
 @dataclass
 class StepEnd(Event):
+    """One optimizer step. `loss` and `grad_norm` of a step built by the loop stay on the device until
+    someone reads them; the first read brings every unread step's values to the host at once (one
+    device sync for many steps, see `DeviceScalars`)."""
+
     kind = "step"
     step: int
     epoch: float
@@ -51,6 +56,66 @@ class StepEnd(Event):
     grad_norm: float | None = None
     elapsed: float = 0.0
 
+    @classmethod
+    def deferred(cls, values: Any, pending: DeviceScalars, seconds: float, **fields: Any) -> StepEnd:
+        """A step whose `loss`, `grad_norm` and `tokens_per_s` come from the device tensor
+        `values` = [loss, grad_norm, tokens] (tokens: NaN when not counted) of `seconds` of work."""
+        event = cls.__new__(cls)
+        event.__dict__.update(time=time.time(), **fields)
+        pending.add(event, values, seconds)
+        return event
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached while these are not yet in the instance (a deferred step).
+        pending = self.__dict__.get("_pending")
+        if name in _DEFERRED and pending is not None:
+            pending.read()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_DEFERRED = ("loss", "grad_norm", "tokens_per_s")
+
+# The default lives in __init__; as a class attribute it would hide a deferred step's grad norm
+# from __getattr__.
+del StepEnd.grad_norm
+
+
+class DeviceScalars:
+    """The device values of steps nobody has read yet. `read()` moves all of them to the host in one
+    transfer and fills in their events; the loop calls it a few times a second at most (and at
+    evaluations and the end), so a GPU is never made to wait once per step."""
+
+    def __init__(self) -> None:
+        self._events: list[StepEnd] = []
+        self._values: list[Any] = []
+        self._seconds: list[float] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: StepEnd, values: Any, seconds: float) -> None:
+        with self._lock:
+            event.__dict__["_pending"] = self
+            self._events.append(event)
+            self._values.append(values)
+            self._seconds.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def read(self) -> None:
+        import torch
+
+        with self._lock:
+            events, values, seconds = self._events, self._values, self._seconds
+            self._events, self._values, self._seconds = [], [], []
+            if not events:
+                return
+            rows = torch.stack(values).tolist()  # (n, 3): one host transfer for n steps
+            for event, (loss, norm, tokens), dt in zip(events, rows, seconds, strict=True):
+                event.__dict__.update(loss=loss, grad_norm=None if math.isnan(norm) else norm,
+                                      tokens_per_s=None if math.isnan(tokens) else tokens / dt)
+                del event.__dict__["_pending"]
+
 
 @dataclass
 class EvalEnd(Event):
@@ -58,6 +123,7 @@ class EvalEnd(Event):
     step: int
     epoch: float
     metrics: dict[str, float]
+    split: str = "eval"  # or "test": the held-out evaluation after training
 
 
 @dataclass
@@ -76,6 +142,16 @@ class CheckpointSaved(Event):
 
 
 @dataclass
+class TrainEnd(Event):
+    """The last optimizer step is done; the final evaluation, the test evaluation and the final save
+    follow (they can take a while: the dashboard says so)."""
+
+    kind = "train_end"
+    step: int
+    status: str
+
+
+@dataclass
 class RunEnd(Event):
     kind = "run_end"
     status: str
@@ -84,7 +160,7 @@ class RunEnd(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, RunEnd)
+    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, TrainEnd, RunEnd)
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
 from .launch import WORKER_ENV, launch_finetune
+from .rundir import run_name
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
@@ -47,7 +48,7 @@ def prepare(cfg: FinetuneConfig):
 
 def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
-             background: bool = False, progress: bool = True, stop_file: str | os.PathLike | None = None,
+             background: bool = False, progress: bool | Callable = True, stop_file: str | os.PathLike | None = None,
              **options: Any):
     """Fine-tune `model` on `data` and return the `Run`.
 
@@ -61,11 +62,17 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     from .loop import fit
 
     if resume_from is not None:
+        # The stored config, with what this call changes on top: the loop refuses keys that would
+        # make it another run and reports the ones it applies (a longer epochs, eval_every...).
         import yaml
 
-        stored = yaml.safe_load((Path(resume_from) / "config.yaml").read_text()) or {}
-        config = {k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__}
-        options = {}
+        path = Path(resume_from) / "config.yaml"
+        if not path.exists():
+            raise ConfigError(f"nothing to resume in {resume_from}: it has no config.yaml")
+        stored = yaml.safe_load(path.read_text()) or {}
+        config = {**{k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__},
+                  **(config or {})}
+        config.pop("run_dir", None)
     values = dict(config or {})
     for key, value in (("model", model), ("data", data)):
         if value is not None:
@@ -84,7 +91,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
             extra[key] = f"<{type(extra[key]).__name__}>"
     train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
     if train_opts["name"] is None and isinstance(cfg.model, str):
-        train_opts["name"] = Path(cfg.model).name or cfg.model
+        train_opts["name"] = run_name(cfg.model)
     return fit(net, ds["train"], ds.get("eval"),
                test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
                callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,

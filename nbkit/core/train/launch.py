@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from ..config import ConfigError
 from .events import RunEnd, event_from_dict
+from .observers import ProgressBar
 from .run import Run
 
 STOP_FILE = "STOP"
@@ -76,14 +76,13 @@ class ProcessRun(Run):
         self.process = subprocess.Popen(command, stdout=self._launcher_log, stderr=subprocess.STDOUT, env=env,
                                         cwd=os.getcwd(), start_new_session=True)
         self.status = "running"
-        self._thread = threading.Thread(target=self._follow, name=f"nbkit-follow-{name}", daemon=True)
-        self._thread.start()
+        self.start_in_background(self._follow)
 
     # -- controls: files the workers look for at each step boundary -------------------------------
 
     def stop(self, reason: str = "stopped by user") -> None:
         (self.run_dir / STOP_FILE).write_text(reason)
-        self._stop_reason = reason
+        self.control.request_stop(reason)
 
     def pause(self) -> None:
         raise NotImplementedError(
@@ -117,7 +116,7 @@ class ProcessRun(Run):
                     if isinstance(event, RunEnd):
                         ended = True
                         self.status = event.status
-                    self._emit(event)
+                    self.emit(event)
             if exited:
                 break
             time.sleep(self.poll)
@@ -126,9 +125,10 @@ class ProcessRun(Run):
         if self.returncode != 0 or not ended:
             self.error = RuntimeError(self.failure_message())
             self.status = "failed" if not ended or self.status == "finished" else self.status
-            if not ended:
-                self._emit(RunEnd(status="failed", step=self._last_step(), message=str(self.error)))
-        self._done.set()
+        if not ended:
+            self.finish("failed", self._last_step(), str(self.error))
+        else:
+            self.finish_quietly()
 
     def _last_step(self) -> int:
         steps = [e.step for e in self.events if getattr(e, "kind", "") == "step"]
@@ -150,27 +150,26 @@ class ProcessRun(Run):
                 f"of memory?){where}. Launcher output:\n{tail}")
 
     def wait(self, timeout: float | None = None) -> Run:
-        self._thread.join(timeout)
-        if self.error is not None and not self._thread.is_alive():
+        self.join(timeout)
+        if self.error is not None and self.wait_done(0):
             raise self.error
         return self
 
 
-def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: bool = True,
+def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: bool | Callable = True,
                     background: bool = False, resume: bool = False) -> ProcessRun:
     """Start `cfg` (a FinetuneConfig with processes > 1 or hosts > 1) in worker processes."""
     import dataclasses
 
-    from .loop import _new_run_dir, _progress_observer
     from .run import write_config
+    from .rundir import claim_run_dir, run_name
 
     for key in ("model", "data"):
         if not isinstance(getattr(cfg, key), str):
             raise ConfigError(f"processes > 1 needs '{key}' as a name or path (the workers load it), "
                               f"not a {type(getattr(cfg, key)).__name__} from the notebook")
-    name = cfg.name or Path(cfg.model).name or "run"
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else _new_run_dir(name)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    name = cfg.name or run_name(cfg.model)
+    run_dir = claim_run_dir(cfg.run_dir, name, resume=resume, overwrite=cfg.overwrite)
     config = {**dataclasses.asdict(cfg), "name": name, "run_dir": str(run_dir)}
     if not resume:
         write_config(run_dir, config)
@@ -183,15 +182,15 @@ def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: b
               f"and data), run this with its own --machine_rank / --node_rank:\n  {' '.join(others)}")
     observers: list[Callable] = []
     if progress:
-        observers.append(_progress_observer())
+        observers.append(progress() if callable(progress) else ProgressBar())
     observers.extend(callbacks)
     run = ProcessRun(run_dir=run_dir, name=name, config=config, command=command, observers=observers)
     if not background:
         try:
-            run._thread.join()
+            run.join()
         except KeyboardInterrupt:
             run.stop("interrupted")  # the workers stop at a step boundary and save a checkpoint
-            run._thread.join()
+            run.join()
             print(f"nbkit: {name} stopped ({run.run_dir})")
             return run
         if run.error is not None:

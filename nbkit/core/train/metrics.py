@@ -37,6 +37,45 @@ def perplexity(eval_loss: float) -> float:
     return math.exp(eval_loss) if eval_loss < 700 else float("inf")
 
 
+# Direction of each built-in metric, and of the losses every run reports.
+LOWER_IS_BETTER = {"loss": True, "perplexity": True, "accuracy": False, "f1": False, "exact_match": False}
+
+
+def lower_is_better(metric: str, specs: Sequence[tuple[str, Any]] = ()) -> bool:
+    """Whether a smaller value of `metric` ("eval_accuracy", "test_loss", "f1"...) is better. A user
+    metric declares it with an attribute: `fn.lower_is_better = True` (default: higher is better)."""
+    base = metric.split("_", 1)[1] if metric.startswith(("eval_", "test_")) else metric
+    for name, fn in specs:
+        if name == base and callable(fn):
+            return bool(getattr(fn, "lower_is_better", False))
+    if base in LOWER_IS_BETTER:
+        return LOWER_IS_BETTER[base]
+    return base.endswith(("loss", "perplexity", "error"))
+
+
+def metric_names(specs: Sequence[tuple[str, Any]], has_labels: bool = True) -> list[str]:
+    """The eval_* names a run with these metrics reports (a user metric returning a dict adds names
+    only known when it runs)."""
+    names = ["eval_loss"]
+    for name, fn in specs:
+        if fn == "perplexity" or has_labels:
+            names.append(f"eval_{name}")
+    return names
+
+
+def check_best_metric(best_metric: str, specs: Sequence[tuple[str, Any]], has_eval: bool) -> None:
+    """`best_metric` must be one the run will produce: a typo would silently keep the first checkpoint."""
+    names = metric_names(specs)
+    if best_metric in names or not has_eval:
+        return
+    if any(callable(fn) for _, fn in specs):  # may return a dict of names we cannot know yet
+        return
+    close = difflib.get_close_matches(best_metric, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"best_metric {best_metric!r} is not a metric this run reports; {hint}"
+                      f"it reports: {', '.join(names)}")
+
+
 def resolve_metrics(metrics: Sequence[Any]) -> list[tuple[str, Any]]:
     """Check metric names before training starts; callables pass through under their own name."""
     out = []

@@ -12,7 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..config import yaml_safe
 from . import checkpoints as ckpt
+from .control import Control
 from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
 
 STATUSES = ("created", "running", "paused", "finished", "stopped", "failed", "interrupted")
@@ -21,11 +23,7 @@ STATUSES = ("created", "running", "paused", "finished", "stopped", "failed", "in
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     import yaml
 
-    plain = {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else repr(v))
-             for k, v in config.items()}
-    plain = {k: [m if isinstance(m, str) else getattr(m, "__name__", repr(m)) for m in v]
-             if isinstance(v, list) else v for k, v in plain.items()}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(yaml_safe(config), sort_keys=False))
 
 
 def read_events(path: Path) -> list[Event]:
@@ -42,53 +40,60 @@ def read_events(path: Path) -> list[Event]:
 
 
 class Run:
-    """One training run. Returned by `nbkit.fit` / `nbkit.finetune`; reopened by `Run.load`."""
+    """One training run. Returned by `nbkit.fit` / `nbkit.finetune`; reopened by `Run.load`.
+
+    The public controls (`stop`, `pause`, `resume`, `stop_after_epoch`, `request_stop`, `emit`,
+    `subscribe`, `finish`) are what the loop, `lr_find`, the Trainer adapter, the launcher and the
+    dashboard use; none of them touches the others' private state.
+    """
 
     def __init__(self, *, name: str, run_dir: Path, config: dict[str, Any], model: Any = None,
-                 tokenizer: Any = None, observers: list | None = None, kind: str = "hf"):
+                 tokenizer: Any = None, observers: list | None = None, kind: str = "hf",
+                 control: Control | None = None, label_names: list[str] | None = None,
+                 events: list[Event] | None = None):
         self.name, self.run_dir, self.config = name, Path(run_dir), config
         self._model, self.tokenizer, self.kind = model, tokenizer, kind
         self.status = "created"
         self.error: BaseException | None = None
-        self.events: list[Event] = []
-        self._observers = observers if observers is not None else []
-        self._label_names: list[str] | None = None
+        self.traceback: str | None = None  # the failure's text; its frames are not kept (they hold the loop)
+        self.events: list[Event] = list(events or [])
+        self.control = control or Control()
+        self._observers: tuple = tuple(observers or ())
+        self._label_names = label_names
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
         self._done = threading.Event()
-        self._stop_status = "stopped"
-        self._stop_reason = ""
-        self._stop_after_epoch = False
+        self._local = threading.local()  # per thread: events emitted while observers run
 
     # -- controls ---------------------------------------------------------------------------------
 
     def stop(self, reason: str = "stopped by user") -> None:
         """Finish the current step, save a checkpoint and end with status "stopped"."""
-        self._request_stop(reason, status="stopped")
+        self.request_stop(reason, status="stopped")
+
+    def request_stop(self, reason: str, status: str = "stopped") -> None:
+        """End at the next step boundary with `status` ("stopped", or "finished" for a normal end
+        such as early stopping, which still runs the test evaluation)."""
+        self.control.request_stop(reason, status)
 
     def stop_after_epoch(self) -> None:
-        self._stop_after_epoch = True
-
-    def _request_stop(self, reason: str, status: str = "stopped") -> None:
-        if not self._stop_event.is_set():
-            self._stop_reason, self._stop_status = reason, status
-        self._stop_event.set()
-        self._running.set()  # a paused run must wake up to stop
+        self.control.stop_after_epoch()
 
     def pause(self) -> None:
         """Hold training at the next step boundary until `resume()`."""
         if self.status == "running":
-            self._running.clear()
+            self.control.pause()
             self.status = "paused"
 
     def resume(self) -> None:
         """Continue a paused run. (To continue a stopped run from disk: fit(..., resume_from=run_dir).)"""
         if self.status == "paused":
             self.status = "running"
-        self._running.set()
+        self.control.resume()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.control.stop_requested
 
     def wait(self, timeout: float | None = None) -> Run:
         """Block until the run ends (background runs); re-raise its error if it failed."""
@@ -102,22 +107,88 @@ class Run:
     def done(self) -> bool:
         return self.status in ("finished", "stopped", "failed", "interrupted")
 
+    def start_in_background(self, target) -> None:
+        """Run `target()` in a daemon thread; `wait()` joins it."""
+        self.status = "running"  # from the moment the caller returns, not from the thread's first line
+        self._thread = threading.Thread(target=target, name=f"nbkit-{self.name}", daemon=True)
+        self._thread.start()
+
+    def begin(self) -> None:
+        """The run (again) trains: status running, earlier stop requests forgotten."""
+        self.control.reset()
+        self._done.clear()
+        self.status = "running"
+
+    def finish(self, status: str, step: int, message: str = "") -> None:
+        """Set the final status and tell the observers (`RunEnd`); `wait_done` returns after this."""
+        self.status = status
+        try:
+            self.emit(RunEnd(status=status, step=step, message=message))
+        finally:
+            self._done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Keep the error and its traceback text, not its frames: a failed run must not keep the
+        loop, the optimizer and the activations alive."""
+        import traceback
+
+        self.traceback = "".join(traceback.format_exception(exc))
+        self.error = exc.with_traceback(None)
+
+    def finish_quietly(self) -> None:
+        """Mark the run done when its RunEnd came from elsewhere (a follower replaying a log)."""
+        self._done.set()
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread that trains (or follows) this run, if there is one."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     # -- events -----------------------------------------------------------------------------------
 
-    def _emit(self, event: Event) -> None:
-        with self._lock:  # append and snapshot together: a concurrent subscribe() replays or gets it, never both
-            self.events.append(event)
-            observers = list(self._observers)
-        for observer in observers:
-            observer(event, self)
+    def emit(self, event: Event) -> None:
+        """Record `event` and give it to every observer. An event emitted by an observer while it
+        handles another (a checkpoint saved on an evaluation) is delivered after that one, so every
+        observer sees the events in the same order."""
+        queue = getattr(self._local, "queue", None)
+        if queue is not None:
+            queue.append(event)
+            return
+        self._local.queue = queue = [event]
+        try:
+            while queue:
+                current = queue.pop(0)
+                with self._lock:  # append and snapshot together: a concurrent subscribe() replays or gets it, never both
+                    self.events.append(current)
+                    observers = self._observers
+                for observer in observers:
+                    observer(current, self)
+        finally:
+            self._local.queue = None
 
     def subscribe(self, observer) -> None:
         """Add an observer `fn(event, run)`; it first receives the events so far, then new ones."""
         with self._lock:
             past = list(self.events)
-            self._observers.append(observer)
+            self._observers = (*self._observers, observer)
         for event in past:
             observer(event, self)
+
+    def add_observer(self, observer, first: bool = False) -> None:
+        """Add an observer for new events only (no replay)."""
+        with self._lock:
+            self._observers = (observer, *self._observers) if first else (*self._observers, observer)
+
+    def remove_observer(self, observer) -> None:
+        with self._lock:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    @property
+    def observers(self) -> tuple:
+        return self._observers
 
     def _load_events(self) -> None:
         self.events = read_events(self.run_dir / "metrics.jsonl")
@@ -171,6 +242,10 @@ class Run:
             self.tokenizer = self.tokenizer or tok
         return self._model
 
+    @model.setter
+    def model(self, model) -> None:
+        self._model = model
+
     @property
     def label_names(self) -> list[str] | None:
         if self._label_names:
@@ -181,18 +256,18 @@ class Run:
     def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32) -> dict[str, float]:
         """Loss and metrics on `data` (anything `fit` accepts as eval data)."""
         from .batching import make_loader
-        from .loop import _model_kind, evaluate_model
+        from .evaluation import DeviceLoader, evaluate_model, model_kind
         from .metrics import resolve_metrics
 
         model = self.model
         specs = resolve_metrics(metrics if metrics is not None else self.config.get("metrics", []))
-        kind = _model_kind(model)
+        kind = model_kind(model)
         loader, _ = make_loader(data, tokenizer=self.tokenizer, collate_fn=None, batch_size=batch_size,
                                 shuffle=False, seed=0, group_by_length=None,
                                 max_length=self.config.get("max_length", 256),
                                 lm_labels=kind == "causal-lm", seq2seq=kind == "seq2seq")
         device = next(model.parameters()).device
-        moved = _DeviceLoader(loader, device)
+        moved = DeviceLoader(loader, device)
         return evaluate_model(model, moved, specs, kind=kind, prefix="")
 
     def predict(self, texts: str | list[str], text_pairs: list[str] | None = None, batch_size: int = 32):
@@ -228,7 +303,9 @@ class Run:
 
     def report(self, path: str | Path | None = None) -> Path:
         """Write `report.html` (the training chart with plotly's JavaScript embedded) and return its path."""
-        from nbkit.figures.report import write_report  # the figure layer; the core itself never imports plotly
+        from nbkit.figures.report import (
+            write_report,  # the figure layer; the core itself never imports plotly
+        )
 
         return write_report(self, path)
 
@@ -260,20 +337,6 @@ class Run:
         last = next((e for e in reversed(self.events) if isinstance(e, StepEnd)), None)
         where = f"step {last.step}" if last else "no steps"
         return f"<nbkit.Run {self.name!r} {self.status}, {where}, dir={str(self.run_dir)!r}>"
-
-
-class _DeviceLoader:
-    """Moves each batch to the model's device (for evaluating outside accelerate's prepared loaders)."""
-
-    def __init__(self, loader, device):
-        self.loader, self.device = loader, device
-
-    def __iter__(self):
-        for batch in self.loader:
-            if isinstance(batch, dict):
-                yield {k: v.to(self.device) for k, v in batch.items()}
-            else:
-                yield [b.to(self.device) for b in batch]
 
 
 def _load_checkpoint_model(folder: Path):

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = {k: v for k, v in config.items() if k in FinetuneConfig.__dataclass_fields__}
             config["run_dir"] = str(args.run_dir)
+            config["overwrite"] = False  # the launcher already claimed (and emptied) the directory
             run = finetune(config=config, progress=args.progress, stop_file=stop_file)
     except BaseException:
         traceback.print_exc()  # into this rank's log, where the notebook looks for it

@@ -23,9 +23,9 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets as t
 
-from nbkit.figures import EVAL_COLORS, LOSS_COLOR, metrics_table_html, training_png
 from nbkit.core.series import BoundedSeries
 from nbkit.core.train.events import CheckpointSaved, EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
+from nbkit.figures import EVAL_COLORS, LOSS_COLOR, metrics_table_html, training_png
 
 STATIC = Path(__file__).parent / "static"
 # A front end that cannot deliver widget messages to a busy kernel never answers; after this long
