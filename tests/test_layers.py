@@ -25,7 +25,7 @@ CORE_MODULES = [
     "nbkit.core.train.lr_find",
 ]
 
-UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly"]
+UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly", "matplotlib"]
 HEAVY_MODULES = ["torch", "transformers"]
 
 
@@ -56,6 +56,49 @@ def test_core_work_imports_no_ui():
         "str(model_summary(tiny_bert()[0]))"
     )
     assert imported_after(statement, UI_MODULES) == []
+
+
+def test_training_work_imports_no_ui(tmp_path):
+    """A real fit with evaluation and checkpoints, a resume, Run.load and lr_find, in a fresh
+    interpreter: none of them may pull in a notebook or plotting library, even at run time."""
+    statement = f"""
+import datasets
+from nbkit.testing import random_texts, tiny_bert
+from nbkit.core.train import Run, fit
+from nbkit.core.train.lr_find import lr_find
+model, tok = tiny_bert()
+ds = datasets.Dataset.from_dict({{"text": random_texts(48), "label": [i % 2 for i in range(48)]}})
+stop = lambda e, r: r.stop() if e.kind == "step" and e.step == 3 else None
+run = fit(model, ds, ds, tokenizer=tok, epochs=2, batch_size=8, run_dir={str(tmp_path / 'r')!r},
+          callbacks=[stop], metrics=["accuracy"])
+assert run.status == "stopped", run.status
+run = fit(model, ds, ds, tokenizer=tok, epochs=2, batch_size=8, resume_from=run.run_dir, metrics=["accuracy"])
+assert run.status == "finished", run.status
+again = Run.load(run.run_dir)
+assert again.history["step"].max() == 12
+lr_find(model, ds, tokenizer=tok, num_steps=8, run_dir={str(tmp_path / 'lr')!r})
+"""
+    assert imported_after(statement, UI_MODULES) == []
+
+
+def test_core_source_never_imports_upper_layers():
+    """No module under nbkit/core names the figures or notebook layers, or a UI library."""
+    import ast
+    from pathlib import Path
+
+    core = Path(__file__).parents[1] / "nbkit" / "core"
+    banned = ("nbkit.figures", "nbkit.notebook", "IPython", "ipywidgets", "anywidget", "plotly", "matplotlib")
+    offenders = []
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith(banned)]
+    # Run.report() is the one upward call, made only when a user asks for the HTML report.
+    assert offenders == ["run.py: nbkit.figures.report"]
 
 
 def test_import_nbkit_is_light():

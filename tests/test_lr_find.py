@@ -35,7 +35,9 @@ def test_lr_find_restores_model_suggests_a_rate_and_saves_curve(tmp_path):
     saved = json.loads((tmp_path / "lr" / "lr_find.json").read_text())
     assert saved["suggestion"] == res.suggestion and len(saved["losses"]) == len(res.lrs)
     assert seen[0] == "run_start" and seen[-1] == "run_end" and seen.count("step") == len(res.lrs)
-    fig = res.figure()
+    from nbkit.figures import lr_find_figure
+
+    fig = lr_find_figure(res)
     assert fig.layout.xaxis.type == "log" and len(fig.data) == 2
 
 
@@ -55,3 +57,26 @@ def test_bad_ranges_are_rejected(tmp_path):
         lr_find(model, topic_data(16), tokenizer=tok, start_lr=1.0, end_lr=1e-3, progress=False)
     with pytest.raises(ConfigError, match="num_steps"):
         lr_find(model, topic_data(16), tokenizer=tok, num_steps=2, progress=False)
+
+
+def test_lr_find_leaves_no_trace(tmp_path):
+    import numpy as np
+
+    model, tok = tiny_bert()
+    model.eval()
+    model.bert.embeddings.requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    lr_find(model, topic_data(64), tokenizer=tok, num_steps=12, run_dir=tmp_path / "lr", progress=False)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
+    assert not model.training and not any(m.training for m in model.modules())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

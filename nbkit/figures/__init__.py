@@ -189,3 +189,17 @@ def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[in
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+def lr_find_figure(result: Any) -> go.Figure:
+    """The learning-rate range test's curve (log-scale rate), with the suggested rate marked."""
+    fig = go.Figure([
+        go.Scatter(x=result.lrs, y=result.losses, mode="lines", name="loss", opacity=0.35),
+        go.Scatter(x=result.lrs, y=result.smoothed, mode="lines", name="loss (smoothed)"),
+    ])
+    if result.suggestion:
+        fig.add_vline(x=result.suggestion, line={"dash": "dash", "color": "#d62728"},
+                      annotation_text=f"suggested {result.suggestion:.2e}")
+    fig.update_layout(xaxis={"type": "log", "title": {"text": "learning rate"}},
+                      yaxis={"title": {"text": "loss"}}, template="plotly_white", height=340)
+    return fig

@@ -142,6 +142,16 @@ def restore(folder: Path, trainer) -> tuple[dict[str, Any], bool]:
         load_weights(acc.unwrap_model(trainer.pmodel), folder)
     has_state = state_dir.exists()
     if has_state:
+        # accelerate reads the RNG states with weights_only=True but, if that fails, goes on
+        # without them: a planted or damaged file would quietly make the resume inexact.
+        from accelerate.utils import load
+
+        rng = state_dir / f"random_states_{acc.process_index}.pkl"
+        try:
+            load(rng)
+        except Exception as exc:
+            raise CheckpointError(f"refusing to resume from {folder}: {rng.name} is not a plain state file "
+                                  f"(it holds more than tensors and numbers: {type(exc).__name__})") from None
         _skip_model_in_state(acc)
         acc.load_state(str(state_dir))
         sched = state_dir / "scheduler.pt"
