@@ -242,6 +242,115 @@ def steady_rate(ends: list[float], warmup: int) -> float:
     return BATCH * (len(ends) - w) / (ends[-1] - ends[w - 1])
 
 
+# -- short steps: a tiny MLP, where per-step overhead shows ------------------------------------------
+# 16 -> 32 -> 2, batch 4, 8,192 examples, 2 epochs (4,096 steps of ~0.3 ms): the same fused AdamW,
+# linear schedule and clipping at 1.0 in both loops. Host reads of device values are counted by
+# wrapping the Tensor methods that read one (item, __float__, __int__, __bool__, tolist).
+
+MLP_N, MLP_BATCH, MLP_EPOCHS = 8192, 4, 2
+_READS = ("item", "__float__", "__int__", "__bool__", "tolist")
+
+
+def _mlp(seed: int):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+
+
+def _mlp_data(seed: int):
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(MLP_N, 16, generator=g)
+    return TensorDataset(x, (x[:, 0] > 0).long())
+
+
+@contextlib.contextmanager
+def count_host_reads():
+    counts = {"n": 0}
+    saved = {name: getattr(torch.Tensor, name) for name in _READS}
+
+    def wrap(fn):
+        def counted(self, *args, **kwargs):
+            counts["n"] += 1
+            return fn(self, *args, **kwargs)
+        return counted
+
+    for name, fn in saved.items():
+        setattr(torch.Tensor, name, wrap(fn))
+    try:
+        yield counts
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.Tensor, name, fn)
+
+
+def mlp_bare(seed: int) -> dict:
+    from torch.utils.data import DataLoader
+    from transformers import get_scheduler
+
+    model, data = _mlp(seed), _mlp_data(seed)
+    loader = DataLoader(data, batch_size=MLP_BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    steps = MLP_EPOCHS * len(loader)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
+    t0 = time.process_time()
+    for _ in range(MLP_EPOCHS):
+        for x, y in loader:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+    return {"rate": steps * MLP_BATCH / (time.process_time() - t0), "steps": steps}
+
+
+def mlp_nbkit(seed: int, workdir: Path) -> dict:
+    from nbkit import fit
+
+    model, data = _mlp(seed), _mlp_data(seed)
+    start: list[float] = []
+    ends: list[float] = []
+
+    def cpu_clock(event, run):
+        if event.kind == "run_start":
+            start.append(time.process_time())
+        elif event.kind == "train_end":
+            ends.append(time.process_time())
+
+    with count_host_reads() as reads:
+        run = fit(model, data, loss_fn=torch.nn.functional.cross_entropy, epochs=MLP_EPOCHS, batch_size=MLP_BATCH,
+                  lr=1e-3, max_grad_norm=1.0, precision="fp32", callbacks=[cpu_clock], progress=True,
+                  run_dir=workdir / f"mlp-{time.monotonic_ns()}")
+    steps = max(e.step for e in run.events if e.kind == "step")
+    assert run.status == "finished", run
+    return {"rate": steps * MLP_BATCH / (ends[0] - start[0]), "steps": steps,
+            "reads_per_1000": 1000 * reads["n"] / steps,
+            "reads_per_s": reads["n"] / (ends[0] - start[0])}
+
+
+def mlp_section(repeats: int, seed: int) -> dict[str, float]:
+    bare, nb = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-mlp-") as tmp, \
+            contextlib.redirect_stderr(io.StringIO()):
+        mlp_nbkit(seed, Path(tmp))  # warm-up: imports, first-call costs
+        mlp_bare(seed)
+        for rep in range(repeats):
+            pair = [("bare", mlp_bare, ()), ("nbkit", mlp_nbkit, (Path(tmp),))]
+            for name, fn, extra in (pair if rep % 2 == 0 else pair[::-1]):
+                (bare if name == "bare" else nb).append(fn(seed, *extra))
+    ratio = statistics.median(n["rate"] for n in nb) / statistics.median(b["rate"] for b in bare)
+    reads = statistics.median(n["reads_per_1000"] for n in nb)
+    per_s = statistics.median(n["reads_per_s"] for n in nb)
+    print(f"tiny MLP ({nb[0]['steps']} steps of batch {MLP_BATCH}, CPU time): bare "
+          f"{statistics.median(b['rate'] for b in bare):.0f} samples/s, nbkit "
+          f"{statistics.median(n['rate'] for n in nb):.0f} samples/s")
+    print(f"| tiny MLP nbkit/bare (train CPU) | {ratio:.3f} | target >= 0.95 |")
+    print(f"| host reads per 1,000 steps (nbkit) | {reads:.1f} ({per_s:.1f} per second of training) | "
+          "target: a few per second, not one per step |")
+    return {"mlp_ratio": ratio, "reads_per_1000": reads, "reads_per_s": per_s}
+
+
 # -- the report ------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -253,6 +362,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     p.add_argument("--quick", action="store_true", help="smoke mode: 12 steps, 1 repeat, no warm-up round")
+    p.add_argument("--mlp-only", action="store_true", help="only the tiny-MLP figures (per-step overhead)")
     a = p.parse_args(argv)
     if a.quick:
         a.steps, a.repeats, a.warmup_steps = min(a.steps, 12), 1, 2
@@ -278,6 +388,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
           f"{lengths.max()}; batch {BATCH}, {a.steps} steps, {a.repeats} repeats, steady rates after "
           f"step {a.warmup_steps}", flush=True)
 
+    mlp = mlp_section(1 if a.quick else a.repeats, a.seed)
+    if a.mlp_only:
+        return {"mlp": mlp}
     results: dict[str, list[dict]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         workdir = Path(tmp)

@@ -180,11 +180,13 @@ class Checkpointer:
             self.save(run, metric=event.metrics.get(self.best_metric))
         elif isinstance(event, EpochEnd) and self.save_at_epoch_end or isinstance(event, TrainEnd):
             self.save(run)
-        elif isinstance(event, RunEnd) and event.status == "finished" and not self.keep_optimizer:
-            if self.trainer.acc.is_main_process:
-                last = self.index.get("last")
-                if last:
-                    shutil.rmtree(self.dir / last / STATE_DIR, ignore_errors=True)
+        elif isinstance(event, RunEnd) and self._drops_state(event):
+            shutil.rmtree(self.dir / self.index["last"] / STATE_DIR, ignore_errors=True)
+
+    def _drops_state(self, end: RunEnd) -> bool:
+        """A finished run needs no optimizer state (a stopped one keeps it, to continue)."""
+        return (end.status == "finished" and not self.keep_optimizer and self.trainer.acc.is_main_process
+                and bool(self.index.get("last")))
 
     def is_better(self, value: float | None) -> bool:
         if value is None or value != value:  # NaN never wins

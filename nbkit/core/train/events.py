@@ -20,9 +20,13 @@ class Event:
     time: float = field(default_factory=time.time, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"event": self.kind, **asdict(self)}
+        d = {"event": self.kind, **self._fields()}
         # JSON has no NaN/inf: a diverged loss is still logged, as null, rather than breaking the file.
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+    def _fields(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -65,6 +69,15 @@ class StepEnd(Event):
         pending.add(event, values, seconds)
         return event
 
+    def _fields(self) -> dict[str, Any]:  # flat: no deep copy for the event written most often
+        return {name: getattr(self, name) for name in _STEP_FIELDS}
+
+    @property
+    def ready(self) -> bool:
+        """True when `loss`/`grad_norm` are on the host: reading them costs nothing. The loop reads
+        a few times a second; an observer that waits for a ready step never forces a device sync."""
+        return "_pending" not in self.__dict__
+
     def __getattr__(self, name: str) -> Any:
         # Only reached while these are not yet in the instance (a deferred step).
         pending = self.__dict__.get("_pending")
@@ -75,6 +88,7 @@ class StepEnd(Event):
 
 
 _DEFERRED = ("loss", "grad_norm", "tokens_per_s")
+_STEP_FIELDS = tuple(StepEnd.__dataclass_fields__)
 
 # The default lives in __init__; as a class attribute it would hide a deferred step's grad norm
 # from __getattr__.

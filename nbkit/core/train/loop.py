@@ -148,6 +148,8 @@ class Loop:
         self.last_eval_step = -1
         self.acc = self.pmodel = self.opt = self.sched = self.step_fn = None
         self.pending = DeviceScalars()
+        self._unchecked: list[StepEnd] = []  # steps read from the device but not yet checked for skips
+        self.skipped = 0  # steps skipped in a row, as of the last read
         self.t0 = self.t_last = self.t_read = 0.0
         self.checkpointer = ckpt.Checkpointer(
             run_dir, self, best_metric=cfg.best_metric,
@@ -310,16 +312,21 @@ class Loop:
                                  epoch=self.epoch + self.consumed / self.batches_per_epoch,
                                  lr=self.sched.get_last_lr()[0], samples_per_s=self.step_fn.take_samples() / dt,
                                  elapsed=now - self.t0)
+        self._unchecked.append(event)
         if now - self.t_read >= READ_EVERY:
             self._read_device()
         self.t_last = time.perf_counter()
         return event
 
     def _read_device(self) -> None:
-        """The bulk read: every pending step's values, and the count of skipped steps."""
+        """The bulk read: every pending step's values; then count the steps skipped in a row (a
+        non-finite gradient norm: the optimizer left the weights alone)."""
         self.t_read = time.perf_counter()
         self.pending.read()
-        skipped = int(self.step_fn.skipped_in_a_row) if self.step_fn is not None else 0
+        for event in self._unchecked:
+            self.skipped = self.skipped + 1 if event.grad_norm is None or not math.isfinite(event.grad_norm) else 0
+        self._unchecked = []
+        skipped = self.skipped
         if skipped >= MAX_SKIPPED:
             self.run.request_stop(
                 f"the gradients were not finite for {skipped} steps in a row (up to step {self.step}); "

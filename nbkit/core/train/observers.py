@@ -11,7 +11,7 @@ from typing import Any
 
 from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd
 
-FLUSH_EVERY = 0.25  # seconds: how long step lines may wait to be written (and their values read)
+FLUSH_EVERY = 1.0  # seconds: the longest step lines wait to be written (the loop reads every 0.25 s)
 
 
 class JsonlLog:
@@ -30,7 +30,9 @@ class JsonlLog:
     def __call__(self, event: Event, run: Any) -> None:
         if isinstance(event, StepEnd):
             self._steps.append(event)
-            if time.monotonic() - self._t_flush < self.flush_every:
+            # Write when the loop has read the values (never forcing a read of its own), or at the
+            # latest after flush_every.
+            if not event.ready and time.monotonic() - self._t_flush < self.flush_every:
                 return
             self._write([])
         else:
@@ -74,7 +76,7 @@ class ProgressBar:
         elif isinstance(event, StepEnd):
             self.bar.update(event.step - self.bar.n)
             now = time.monotonic()
-            if now - self._t_postfix >= 0.5:  # reading the loss is a device read: a few a second
+            if event.ready and now - self._t_postfix >= 0.5:  # its values are on the host: free to read
                 self._t_postfix = now
                 self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", refresh=False)
         elif isinstance(event, EvalEnd):
