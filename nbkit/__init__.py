@@ -21,13 +21,13 @@ _EXPORTS = {
     "fit": "nbkit.core.train",
     "finetune": "nbkit.core.train",
     "Run": "nbkit.core.train",
-    "lr_find": "nbkit.core.train.lr_find",
+    "lr_find": "nbkit.core.train",
     "compare": "nbkit.figures.compare",
     "Dashboard": "nbkit.notebook.widgets.dashboard",
     "capture_attention": "nbkit.core.attention",
     "Attention": "nbkit.core.attention",
     "show_attention": "nbkit.notebook.widgets.attention",
-    "TrainerCallback": "nbkit.core.integrations",
+    "TrainerCallback": "nbkit.notebook.trainer",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

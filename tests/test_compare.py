@@ -27,7 +27,8 @@ def test_compare_overlays_runs_and_lists_config_differences(two_runs):
     live, finished = two_runs
     cmp = nbkit.compare([live, finished.run_dir], metric="eval_loss")
     assert len(cmp.figure.data) == 2
-    assert list(cmp.table.columns) == ["status", "lr", "final eval_loss", "best eval_loss"]
+    assert list(cmp.table.columns) == ["name", "status", "lr", "final eval_loss", "best eval_loss"]
+    assert list(cmp.table.index) == ["lr=1e-03", "lr=1e-05"]
     assert sorted(cmp.table["lr"]) == [1e-5, 1e-3]
     assert cmp.table["best eval_loss"].iloc[0] == pytest.approx(live.history["eval_loss"].min())
     html_table = cmp.table_html()

@@ -5,7 +5,6 @@ maps the names users write (`metrics: [accuracy, f1]`) to them. A user callable
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import METRICS, ConfigError
+from ..suggest import did_you_mean
 
 
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
@@ -46,8 +46,7 @@ def resolve_metrics(metrics: Sequence[Any]) -> list[tuple[str, Any]]:
         elif m in METRICS:
             out.append((m, m))
         else:
-            close = difflib.get_close_matches(str(m), METRICS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(m, METRICS)
             raise ConfigError(f"unknown metric {m!r}{hint}; valid: {', '.join(METRICS)}, or a callable")
     return out
 

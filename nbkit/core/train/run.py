@@ -168,24 +168,68 @@ class Run:
         """The trained model (a reopened run loads it from its last checkpoint on first use)."""
         if self._model is None and self.last_checkpoint is not None:
             self._model, tok = _load_checkpoint_model(self.last_checkpoint)
-            self.tokenizer = self.tokenizer or tok
+            if getattr(self, "_tokenizer", None) is None:
+                self._tokenizer = tok
         return self._model
 
     @property
+    def tokenizer(self):
+        """The run's tokenizer; a reopened run reads it from its last checkpoint (without the model)."""
+        if getattr(self, "_tokenizer", None) is None and not getattr(self, "_tokenizer_read", False):
+            folder = self.last_checkpoint
+            if folder is not None and (folder / "tokenizer_config.json").exists():
+                import transformers
+
+                self._tokenizer_read = True
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        return getattr(self, "_tokenizer", None)
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        self._tokenizer = value
+
+    @property
     def label_names(self) -> list[str] | None:
+        """Class names in id order (id2label): from the training data, else the model's config."""
         if self._label_names:
             return self._label_names
         id2label = getattr(getattr(self.model, "config", None), "id2label", None)
         return [id2label[i] for i in sorted(id2label)] if id2label else None
 
-    def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics on `data` (anything `fit` accepts as eval data)."""
+    def _columns(self, text: str | None, label: str | None, text_pair: str | None) -> dict[str, Any]:
+        """Column options for `load_split`; unset ones default to the run's own config (finetune's)."""
+        from .loop import _model_kind
+
+        no_labels = (self.config.get("task") in ("causal-lm", "masked-lm")
+                     or _model_kind(self.model) in ("causal-lm", "masked-lm"))
+        return {"text": text or self.config.get("text") or "text",
+                "text_pair": text_pair if text_pair is not None else self.config.get("text_pair"),
+                "label": None if no_labels else (label or self.config.get("label") or "label")}
+
+    def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32, *,
+                 text: str | None = None, label: str | None = None, text_pair: str | None = None,
+                 split: str | None = None) -> dict[str, float]:
+        """Loss and metrics (the run's `metrics` unless given) of the model on `data`.
+
+        `data`: anything `finetune(data=...)` takes (a path, "sentiment", a hub name, a DataFrame, a
+        list of dicts or `(text, label)` pairs, a `datasets` object; its `test` split by default, see
+        `split`) with the same column options (`text=`, `label=`, `text_pair=`; default: the run's),
+        or what `fit` takes as eval data (tokenized data, a torch Dataset, a DataLoader). Text labels
+        are mapped to the model's classes by name.
+        """
         from .batching import make_loader
         from .loop import _model_kind, evaluate_model
         from .metrics import resolve_metrics
 
-        model = self.model
         specs = resolve_metrics(metrics if metrics is not None else self.config.get("metrics", []))
+        if _needs_loading(data):
+            from ..data import load_split
+
+            data = load_split(data, split=split, classes=self.label_names,
+                              **self._columns(text, label, text_pair))
+        model = self.model
+        if model is None:
+            raise ValueError(f"run {self.name!r} has no model and no checkpoint in {self.run_dir}")
         kind = _model_kind(model)
         loader, _ = make_loader(data, tokenizer=self.tokenizer, collate_fn=None, batch_size=batch_size,
                                 shuffle=False, seed=0, group_by_length=None,
@@ -195,13 +239,33 @@ class Run:
         moved = _DeviceLoader(loader, device)
         return evaluate_model(model, moved, specs, kind=kind, prefix="")
 
-    def predict(self, texts: str | list[str], text_pairs: list[str] | None = None, batch_size: int = 32):
-        """Labels and class probabilities for `texts`, as a DataFrame (one row per text)."""
+    def predict(self, texts: Any, text_pairs: list[str] | None = None, batch_size: int = 32, *,
+                text: str | None = None, text_pair: str | None = None, split: str | None = None):
+        """Labels and class probabilities for `texts`, as a DataFrame (one row per text).
+
+        `texts`: a string, a list of strings, or any data `finetune(data=...)` takes (its text
+        column is read with `text=`/`text_pair=`, labels are ignored; the `test` split by default).
+        A string is one text unless it is a bundled sample's name ("sentiment") or an existing path;
+        for a hub data set, pass `nbkit.load_data(name)`.
+        """
         import pandas as pd
         import torch
 
-        if isinstance(texts, str):
+        from ..data import SAMPLES
+
+        if isinstance(texts, str) and texts not in SAMPLES and not _is_path(texts):
             texts = [texts]
+        if not (isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts) and texts):
+            from ..data import load_split
+
+            cols = self._columns(text, None, text_pair)
+            ds = load_split(texts, text=cols["text"], text_pair=cols["text_pair"], split=split,
+                            label=self.config.get("label") or "label", with_labels=False)
+            raw = ds.to_dict()
+            texts, text_pairs = raw["text"], raw.get("text_pair")
+        texts = list(texts)
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"text_pairs has {len(text_pairs)} texts for {len(texts)} texts; pass one per text")
         if self.tokenizer is None:
             raise ValueError("this run has no tokenizer: predict() needs a text model")
         model = self.model
@@ -217,9 +281,9 @@ class Run:
                 enc = self.tokenizer(chunk, pairs, truncation=True, padding=True, return_tensors="pt",
                                      max_length=self.config.get("max_length", 256)).to(device)
                 probs = model(**enc).logits.float().softmax(-1).cpu()  # (B, C)
-                for text, p in zip(chunk, probs, strict=True):
+                for text_, p in zip(chunk, probs, strict=True):
                     k = int(p.argmax())
-                    row = {"text": text, "label": names[k] if names else k, "score": float(p[k])}
+                    row = {"text": text_, "label": names[k] if names else k, "score": float(p[k])}
                     row.update({(names[j] if names else str(j)): float(v) for j, v in enumerate(p)})
                     rows.append(row)
         if was_training:
@@ -260,6 +324,24 @@ class Run:
         last = next((e for e in reversed(self.events) if isinstance(e, StepEnd)), None)
         where = f"step {last.step}" if last else "no steps"
         return f"<nbkit.Run {self.name!r} {self.status}, {where}, dir={str(self.run_dir)!r}>"
+
+
+def _is_path(text: str) -> bool:
+    try:
+        return len(text) < 4096 and "\n" not in text and Path(text).expanduser().exists()
+    except (OSError, ValueError):  # a sentence too long for a file name, or with a NUL
+        return False
+
+
+def _needs_loading(data: Any) -> bool:
+    """True for sources `load_split` reads; False for what `fit` takes as is (tokens, torch data)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from .batching import is_hf_dataset
+
+    if isinstance(data, (DataLoader, Dataset)):
+        return False
+    return not (is_hf_dataset(data) and "input_ids" in data.column_names)
 
 
 class _DeviceLoader:
