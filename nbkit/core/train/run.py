@@ -196,15 +196,26 @@ class Run:
         id2label = getattr(getattr(self.model, "config", None), "id2label", None)
         return [id2label[i] for i in sorted(id2label)] if id2label else None
 
-    def _columns(self, text: str | None, label: str | None, text_pair: str | None) -> dict[str, Any]:
-        """Column options for `load_split`; unset ones default to the run's own config (finetune's)."""
+    def _columns(self, text: str | None, label: str | None, text_pair: str | None,
+                 data: Any = None) -> dict[str, Any]:
+        """Column options for `load_split`; unset ones default to the run's own config (finetune's),
+        or to the standard names when `data` already has those (output of `nbkit.load_data`)."""
         from .loop import _model_kind
 
         no_labels = (self.config.get("task") in ("causal-lm", "masked-lm")
                      or _model_kind(self.model) in ("causal-lm", "masked-lm"))
-        return {"text": text or self.config.get("text") or "text",
-                "text_pair": text_pair if text_pair is not None else self.config.get("text_pair"),
-                "label": None if no_labels else (label or self.config.get("label") or "label")}
+        present = _column_names(data)
+        given = {"text": text, "text_pair": text_pair, "label": label}
+        out: dict[str, Any] = {}
+        for role, standard in (("text", "text"), ("text_pair", None), ("label", "label")):
+            value = given[role] if given[role] is not None else self.config.get(role) or standard
+            if (given[role] is None and present is not None and value not in present
+                    and (role == "text_pair" or standard in present)):
+                value = role if role in present else (None if role == "text_pair" else standard)
+            out[role] = value
+        if no_labels:
+            out["label"] = None
+        return out
 
     def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32, *,
                  text: str | None = None, label: str | None = None, text_pair: str | None = None,
@@ -226,7 +237,7 @@ class Run:
             from ..data import load_split
 
             data = load_split(data, split=split, classes=self.label_names,
-                              **self._columns(text, label, text_pair))
+                              **self._columns(text, label, text_pair, data))
         model = self.model
         if model is None:
             raise ValueError(f"run {self.name!r} has no model and no checkpoint in {self.run_dir}")
@@ -258,7 +269,7 @@ class Run:
         if not (isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts) and texts):
             from ..data import load_split
 
-            cols = self._columns(text, None, text_pair)
+            cols = self._columns(text, None, text_pair, texts)
             ds = load_split(texts, text=cols["text"], text_pair=cols["text_pair"], split=split,
                             label=self.config.get("label") or "label", with_labels=False)
             raw = ds.to_dict()
@@ -324,6 +335,16 @@ class Run:
         last = next((e for e in reversed(self.events) if isinstance(e, StepEnd)), None)
         where = f"step {last.step}" if last else "no steps"
         return f"<nbkit.Run {self.name!r} {self.status}, {where}, dir={str(self.run_dir)!r}>"
+
+
+def _column_names(data: Any) -> set[str] | None:
+    """Column names of a table-like source (Dataset, DatasetDict, DataFrame), else None."""
+    names = getattr(data, "column_names", None)
+    if isinstance(names, dict):  # a DatasetDict: split -> columns
+        return {c for cols in names.values() for c in cols}
+    if names is None and hasattr(data, "columns"):
+        names = list(data.columns)
+    return {str(c) for c in names} if names is not None else None
 
 
 def _is_path(text: str) -> bool:
