@@ -185,10 +185,11 @@ class TrainerCallback(transformers.TrainerCallback):
         every = max(1, total // 50)
         when = ("logs no training loss" if math.isinf(interval)
                 else f"logs the training loss every {interval:g} steps")
-        why = (f"so the chart has no loss before the evaluation at step {before_eval}" if before_eval is not None
-               else f"of {total}, so the loss chart stays empty for long")
-        print(f"nbkit: Trainer {when}, {why}; pass TrainingArguments(logging_strategy=\"steps\", "
-              f"logging_steps={every}) for a point every {every} step{'s' if every > 1 else ''}.")
+        why = (f", so the chart has no loss before the evaluation at step {before_eval}" if before_eval is not None
+               else f" and this run has {total} steps, so the loss chart stays empty for long")
+        where = f"every {every} steps" if every > 1 else "at every step"
+        print(f"nbkit: Trainer {when}{why}; pass TrainingArguments(logging_strategy=\"steps\", "
+              f"logging_steps={every}) for a point {where}.")
 
     def _identify(self, args, model) -> None:
         self.run.run_dir = self._given_run_dir or Path(args.output_dir) / "nbkit"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nbkit.core.integrations import TrainerCallback as _Adapter
+from nbkit.core.integrations import _steps_per_epoch, logging_interval
 from nbkit.core.train.observers import ProgressBar
 
 __all__ = ["TrainerCallback", "in_notebook"]
@@ -48,6 +49,9 @@ class TrainerCallback(_Adapter):
     def on_train_begin(self, args, state, control, **kwargs):
         if self.view is not None and self.view in self._observers:
             self._observers.remove(self.view)  # a second train(): a fresh view in its own cell
+        if state.is_world_process_zero:  # the logging hint (once) above the dashboard, not below it
+            per_epoch = _steps_per_epoch(kwargs.get("train_dataloader"), args, state)
+            self._hint_logging(logging_interval(args, state.max_steps, per_epoch), state.max_steps)
         self.view = self._make_view(args) if self.progress and state.is_world_process_zero else None
         if self.view is not None:
             self._observers.append(self.view)
