@@ -168,3 +168,29 @@ def test_evaluate_bad_data_fails_in_one_line(trained, data, options, needle):
         run.evaluate(data, **options)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_causal_lm_run_evaluates_plain_texts_after_load(tmp_path):
+    from nbkit.testing import random_texts, tiny_gpt2
+
+    model, tok = tiny_gpt2()
+    texts = random_texts(16, seed=3, max_words=10)
+    ds = datasets.Dataset.from_dict({"text": texts})
+    run = nbkit.fit(model, ds, ds, tokenizer=tok, epochs=1, batch_size=8, metrics=["perplexity"],
+                    run_dir=tmp_path / "lm", progress=False)
+    want = {"loss": run.metrics["eval_loss"], "perplexity": run.metrics["eval_perplexity"]}
+    assert run.evaluate(texts) == pytest.approx(want, rel=1e-6)
+    assert nbkit.Run.load(tmp_path / "lm").evaluate(texts) == pytest.approx(want, rel=1e-6)
+    assert nbkit.Run.load(tmp_path / "lm").evaluate(pd.DataFrame({"text": texts})) == pytest.approx(want, rel=1e-6)
+
+
+def test_evaluate_and_predict_reject_unknown_keywords(trained, held_out):
+    from nbkit.core.config import ArgumentError
+
+    run, _ = trained
+    with pytest.raises(ArgumentError, match=r"^evaluate\(\): unknown argument 'text_column'; did you mean 'text'\? "
+                                            r"valid: data, metrics, batch_size, text, label, text_pair, split$"):
+        run.evaluate(held_out, text_column="review")
+    with pytest.raises(ArgumentError, match=r"^predict\(\): unknown argument 'txt'; did you mean 'text'\? valid: "
+                                            r"texts, text_pairs, batch_size, text, text_pair, split$"):
+        run.predict(["a"], txt="x")

@@ -170,3 +170,23 @@ def test_in_a_notebook_the_callback_shows_the_dashboard_by_itself(tmp_path, monk
     summary = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     # No loss logged (logging_steps=500 of 8 steps), two evaluations, one per epoch.
     assert summary.strip() == "Dashboard finished None 2 finished"
+
+
+def test_a_trainer_run_reopens_from_trainers_checkpoint(tmp_path):
+    model, tokenizer = build_tiny_bert()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=BATCH,
+                             num_train_epochs=2, logging_steps=1, report_to=[], use_cpu=True,
+                             save_strategy="epoch", disable_tqdm=True, seed=0, learning_rate=1e-3)
+    cb = nbkit.TrainerCallback(progress=False)
+    Trainer(model=model, args=args, train_dataset=_data(tokenizer, N_TRAIN, seed=1), processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer), callbacks=[cb]).train()
+    back = nbkit.Run.load(cb.run.run_dir)
+    assert back._model is None and back.tokenizer is not None  # from Trainer's checkpoint-8 folder
+    texts = random_texts(6, seed=9, max_words=10)
+    live, again = cb.run.predict(texts), back.predict(texts)
+    assert list(again["label"]) == list(live["label"])
+    assert again["score"].to_numpy() == pytest.approx(live["score"].to_numpy(), abs=1e-6)
+    held = _data(tokenizer, 16, seed=4)
+    assert back.evaluate(held)["loss"] == pytest.approx(cb.run.evaluate(held)["loss"], abs=1e-6)
+    pd_texts = [(t, i % 2) for i, t in enumerate(random_texts(8, seed=5))]
+    assert back.evaluate(pd_texts)["loss"] == pytest.approx(cb.run.evaluate(pd_texts)["loss"], abs=1e-6)

@@ -84,6 +84,7 @@ def load_data(
     return datasets.DatasetDict({k: out[k] for k in ("train", "eval", "test") if k in out})
 
 
+@check_kwargs
 def sample_data(name: str = "sentiment") -> datasets.DatasetDict:
     """The bundled sample ``name`` as a ``DatasetDict`` with a fixed ``train``/``test`` split.
 

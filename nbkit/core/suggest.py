@@ -62,7 +62,8 @@ def unknown_argument(func: str, name: str, valid: Iterable[str], guess: str | No
 
 def _keyword_names(func: Callable) -> tuple[list[str], bool]:
     params = inspect.signature(func).parameters.values()
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in ("self", "cls")]
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 

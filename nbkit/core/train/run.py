@@ -12,8 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..suggest import check_kwargs
 from . import checkpoints as ckpt
-from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
+from .events import CheckpointSaved, EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
 
 STATUSES = ("created", "running", "paused", "finished", "stopped", "failed", "interrupted")
 
@@ -166,8 +167,9 @@ class Run:
     @property
     def model(self):
         """The trained model (a reopened run loads it from its last checkpoint on first use)."""
-        if self._model is None and self.last_checkpoint is not None:
-            self._model, tok = _load_checkpoint_model(self.last_checkpoint)
+        folder = self._weights_folder() if self._model is None else None
+        if folder is not None:
+            self._model, tok = _load_checkpoint_model(folder)
             if getattr(self, "_tokenizer", None) is None:
                 self._tokenizer = tok
         return self._model
@@ -176,13 +178,22 @@ class Run:
     def tokenizer(self):
         """The run's tokenizer; a reopened run reads it from its last checkpoint (without the model)."""
         if getattr(self, "_tokenizer", None) is None and not getattr(self, "_tokenizer_read", False):
-            folder = self.last_checkpoint
+            folder = self._weights_folder()
             if folder is not None and (folder / "tokenizer_config.json").exists():
                 import transformers
 
                 self._tokenizer_read = True
                 self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         return getattr(self, "_tokenizer", None)
+
+    def _weights_folder(self) -> Path | None:
+        """nbkit's last checkpoint; for a Trainer run (no nbkit checkpoints), Trainer's latest saved one."""
+        if self.last_checkpoint is not None:
+            return self.last_checkpoint
+        for event in reversed(self.events):
+            if isinstance(event, CheckpointSaved) and (Path(event.path) / "config.json").exists():
+                return Path(event.path)
+        return None
 
     @tokenizer.setter
     def tokenizer(self, value) -> None:
@@ -217,6 +228,7 @@ class Run:
             out["label"] = None
         return out
 
+    @check_kwargs(meant={"text_column": "text", "label_column": "label"})
     def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32, *,
                  text: str | None = None, label: str | None = None, text_pair: str | None = None,
                  split: str | None = None) -> dict[str, float]:
@@ -250,6 +262,7 @@ class Run:
         moved = _DeviceLoader(loader, device)
         return evaluate_model(model, moved, specs, kind=kind, prefix="")
 
+    @check_kwargs(meant={"text_column": "text", "texts_pair": "text_pairs"})
     def predict(self, texts: Any, text_pairs: list[str] | None = None, batch_size: int = 32, *,
                 text: str | None = None, text_pair: str | None = None, split: str | None = None):
         """Labels and class probabilities for `texts`, as a DataFrame (one row per text).
