@@ -69,3 +69,16 @@ def compute_metrics(specs: list[tuple[str, Any]], preds: np.ndarray | None, labe
             else:
                 out[f"{prefix}{name}"] = float(value)
     return out
+
+
+def check_best_metric(best_metric: str, specs: list[tuple[str, Any]], prefixes: Sequence[str] = ("eval_",)) -> None:
+    """Raise ConfigError when `best_metric` (which picks the best checkpoint and drives early stopping)
+    is not a name the evaluations will report; a user callable may report any name, so then anything goes.
+
+    For `fit` to call before training (a misspelled name would otherwise be ignored in silence)."""
+    if any(not isinstance(fn, str) for _, fn in specs):
+        return
+    names = [f"{p}{n}" for p in prefixes for n in ("loss", *(name for name, _ in specs))]
+    if best_metric not in names:
+        raise ConfigError(f"'best_metric' {best_metric!r} is not reported by this run"
+                          f"{did_you_mean(best_metric, names)}; the evaluations report {', '.join(names)}")
