@@ -2,7 +2,8 @@
 same `Run` (history, metrics.jsonl, stop/pause, live dashboard) as `nbkit.fit`.
 
 `TrainerCallback` translates `transformers.Trainer` callbacks into `nbkit.core.train.events`; it is core
-code (torch/transformers only, never IPython, ipywidgets or plotly).
+code (torch/transformers only, never IPython, ipywidgets or plotly). The public `nbkit.TrainerCallback`
+(nbkit/notebook/trainer.py) is this adapter plus the dashboard in a notebook.
 """
 
 from __future__ import annotations
