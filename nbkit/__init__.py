@@ -28,7 +28,7 @@ _EXPORTS = {
     "capture_attention": "nbkit.core.attention",
     "Attention": "nbkit.core.attention",
     "show_attention": "nbkit.notebook.widgets.attention",
-    "TrainerCallback": "nbkit.core.integrations",
+    "TrainerCallback": "nbkit.notebook.trainer",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

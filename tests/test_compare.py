@@ -27,7 +27,8 @@ def test_compare_overlays_runs_and_lists_config_differences(two_runs):
     live, finished = two_runs
     cmp = nbkit.compare([live, finished.run_dir], metric="eval_loss")
     assert len(cmp.figure.data) == 2
-    assert list(cmp.table.columns) == ["status", "lr", "final eval_loss", "best eval_loss"]
+    assert list(cmp.table.columns) == ["name", "status", "lr", "final eval_loss", "best eval_loss"]
+    assert list(cmp.table.index) == ["lr=1e-03", "lr=1e-05"]
     assert sorted(cmp.table["lr"]) == [1e-5, 1e-3]
     assert cmp.table["best eval_loss"].iloc[0] == pytest.approx(live.history["eval_loss"].min())
     html_table = cmp.table_html()
@@ -72,3 +73,38 @@ def test_nbkit_compare_magic_shows_figure_and_table(two_runs):
         ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_acc")
     with pytest.raises(UsageError, match="needs run directories"):
         ip.run_line_magic("nbkit", "compare")
+
+
+def test_runs_are_labelled_evenly_by_what_differs(two_runs):
+    live, finished = two_runs
+    cmp = nbkit.compare([live, finished.run_dir])
+    assert [t.name for t in cmp.figure.data] == ["lr=1e-03", "lr=1e-05"]  # one form, one format for both
+    assert list(cmp.table["name"]) == ["<b>sweep</b>", "<b>sweep</b>"]
+    # Identical configs: name and position.
+    same = nbkit.compare([finished.run_dir, finished.run_dir])
+    assert list(same.table.index) == ["<b>sweep</b> #1", "<b>sweep</b> #2"]
+    assert "&lt;b&gt;sweep&lt;/b&gt; #1" in same.table_html()
+    # Names differ, settings do not: the names; names and settings differ: both, for every run.
+    a, b = nbkit.Run.load(finished.run_dir), nbkit.Run.load(finished.run_dir)
+    a.name, b.name = "base", "tuned"
+    assert list(nbkit.compare([a, b]).table.index) == ["base", "tuned"]
+    b.config = {**b.config, "seed": 7, "batch_size": 4}
+    assert list(nbkit.compare([a, b]).table.index) == ["base batch_size=8, seed=0", "tuned batch_size=4, seed=7"]
+    # Three runs, two alike: every label gets its position.
+    c = nbkit.Run.load(finished.run_dir)
+    c.name = "base"
+    labels = list(nbkit.compare([a, c, live]).table.index)
+    assert labels == ["base lr=1e-05 #1", "base lr=1e-05 #2", "<b>sweep</b> lr=1e-03 #3"]
+
+
+def test_compare_magic_labels_runs_by_what_differs(two_runs):
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    ip = start_ipython() or TerminalInteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbkit")
+    with capture_output() as cap:
+        ip.run_line_magic("nbkit", "compare " + " ".join(str(r.run_dir) for r in two_runs))
+    traces = cap.outputs[0].data["application/vnd.plotly.v1+json"]["data"]
+    assert [t["name"] for t in traces] == ["lr=1e-03", "lr=1e-05"]

@@ -70,3 +70,47 @@ def test_help_lists_every_key_with_default_and_meaning():
         line = next(line for line in text.splitlines() if line.split()[0] == f.name)
         assert "default" in line and f.metadata["help"] in line
     assert text.splitlines()[0].split()[0] != "max_steps"  # model/data-level keys come first
+
+
+# -- Hugging Face Trainer's argument names ---------------------------------------------------------
+
+
+def test_trainer_names_are_aliases_of_our_keys():
+    from nbkit.core.config import TRAINER_ALIASES
+
+    trainer = yaml.safe_load("learning_rate: 3e-5\nnum_train_epochs: 2\nper_device_train_batch_size: 8\n"
+                             "gradient_accumulation_steps: 4\nwarmup_ratio: 0.1\neval_steps: 50\n"
+                             "weight_decay: 0.01\nmax_steps: 200\nlr_scheduler_type: cosine\nrun_name: sweep\n")
+    cfg = build_config(FinetuneConfig, trainer)
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.grad_accum, cfg.warmup, cfg.eval_every) == (
+        3e-5, 2, 8, 4, 0.1, 50)
+    assert (cfg.weight_decay, cfg.max_steps, cfg.scheduler, cfg.name) == (0.01, 200, "cosine", "sweep")
+    assert build_config(FinetuneConfig, {"warmup_steps": 10}).warmup == 10.0  # transformers 5: steps if >= 1
+    assert set(TRAINER_ALIASES.values()) <= {f.name for f in dataclasses.fields(FinetuneConfig)}
+    # A keyword argument overrides the same key given under the other name in `values`.
+    assert build_config(FinetuneConfig, {"lr": 1e-3}, learning_rate=2e-3).lr == 2e-3
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"learning_rate": 1e-3, "lr": 1e-3}, "'learning_rate' and 'lr' are the same key (learning_rate is "
+                                          "Trainer's name for lr); give one: lr"),
+    ({"bf16": True}, "'bf16' is a Hugging Face Trainer argument; here write precision: bf16"),
+    ({"optim": "adamw_torch"}, "here write optimizer: one of adamw, adam, sgd"),
+    ({"logging_steps": 10}, "nbkit logs the loss at every optimizer step"),
+    ({"warmup_ratio": 1.0}, "'warmup_ratio' must be a fraction in [0, 1), got 1.0"),
+    ({"num_train_epochs": 0}, "'epochs' must be an integer >= 1, got 0"),
+    ({"learning_rat": 1e-3}, "unknown key 'learning_rat' (did you mean 'lr'?)"),
+])
+def test_trainer_names_that_do_not_fit_get_one_line(values, needle):
+    with pytest.raises(ConfigError) as err:
+        build_config(FinetuneConfig, values)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_help_shows_the_trainer_aliases():
+    lines = {line.split()[0]: line for line in config_help().splitlines()}
+    assert "alias learning_rate" in lines["lr"]
+    assert "alias num_train_epochs" in lines["epochs"]
+    assert "alias warmup_steps, warmup_ratio" in lines["warmup"]
+    assert "alias per_device_train_batch_size" in lines["batch_size"]

@@ -512,3 +512,36 @@ def test_sample_data_needs_more_than_keywords():
         labels = Counter(label for t, label in rows if cue in f" {t} ")
         assert min(labels[0], labels[1]) > 50, (cue, labels)
     assert {label for t, label in rows if "not bad at all" in t.lower()} == {1}
+
+
+# -- (text, label) pairs and load_split ---------------------------------------------------------------
+
+
+def test_lists_of_pairs_and_triples():
+    pairs = [("good film", "pos"), ("bad film", "neg"), ("fine film", "pos")]
+    ds = load_data(pairs, eval_split=0)["train"]
+    assert ds.to_dict() == {"text": ["good film", "bad film", "fine film"], "label": [1, 0, 1]}
+    assert label_names(ds) == ["neg", "pos"]
+    triples = [("a", "b", 0), ("c", "d", 1)]
+    ds = load_data(triples, text_pair="second", eval_split=0)["train"]
+    assert ds.to_dict() == {"text": ["a", "c"], "text_pair": ["b", "d"], "label": [0, 1]}
+    with pytest.raises(DataError, match=r"item 1 of the list has 3 values; pass \(text, label\) tuples"):
+        load_data([("a", 0), ("b", 1, 2)])
+
+
+def test_load_split_maps_labels_to_the_models_classes():
+    from nbkit.core.data import load_split
+
+    sample = sample_data("sentiment")
+    test = load_split("sentiment", classes=["negative", "positive"])
+    assert len(test) == 400 and test["label"][:5] == sample["test"]["label"][:5]
+    flipped = load_split("sentiment", classes=["positive", "negative"])
+    assert [1 - v for v in flipped["label"][:50]] == sample["test"]["label"][:50]
+    assert len(load_split("sentiment", split="train")) == 1200
+    one_class = load_split([("x", "positive"), ("y", "positive")], classes=["negative", "positive"])
+    assert one_class["label"] == [1, 1]  # a single class is fine for evaluation
+    assert load_split([("x", "Positive")], classes=["negative", "positive"])["label"] == [1]
+    assert load_split([("x", 0.5)])["label"] == [0.5]  # regression targets stay floats
+    assert load_split([("x", "pos")], with_labels=False).column_names == ["text"]
+    with pytest.raises(DataError, match="text labels .* but the model has no class names"):
+        load_split([("x", "pos")])

@@ -23,6 +23,7 @@ CORE_MODULES = [
     "nbkit.core.preview",
     "nbkit.core.series",
     "nbkit.core.train.lr_find",
+    "nbkit.core.suggest",
 ]
 
 UI_MODULES = ["IPython", "ipywidgets", "anywidget", "plotly", "matplotlib"]

@@ -460,3 +460,26 @@ def test_background_finetune_returns_a_running_run(ip, tiny_bert_dir, tiny_csv, 
     assert run._thread is not None  # trained in a thread, not in the cell
     assert run.wait(timeout=120).status == "finished"
     assert (Path(run.run_dir) / "metrics.jsonl").exists()
+
+
+def test_trainer_names_work_in_the_magic_and_the_cli(ip, tiny_bert_dir, tiny_csv, tmp_path, cwd, capsys):
+    body = (f"model: {tiny_bert_dir}\ndata: {tiny_csv}\nlearning_rate: 3e-4\nnum_train_epochs: 2\n"
+            "per_device_train_batch_size: 8\ngradient_accumulation_steps: 2\n")
+    config, _ = dry_run(ip, body)
+    assert (config["lr"], config["epochs"], config["batch_size"], config["grad_accum"]) == (3e-4, 2, 8, 2)
+    assert "learning_rate" not in config
+    message = usage_error(ip, "--dry-run", body + "fp16: true\n")
+    assert message == "'fp16' is a Hugging Face Trainer argument; here write precision: fp16"
+    path = tmp_path / "config.yaml"
+    path.write_text(f"model: {tiny_bert_dir}\ndata: {tiny_csv}\n")
+    done = subprocess.run([sys.executable, "-m", "nbkit.cli", "finetune", str(path), "--dry-run",
+                           "--set", "learning_rate=3e-4", "--set", "num_train_epochs=2"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    from_cli = yaml.safe_load(done.stdout)
+    assert (from_cli["lr"], from_cli["epochs"]) == (3e-4, 2)
+    help_text = subprocess.run([sys.executable, "-m", "nbkit.cli", "finetune", "--help"],
+                               capture_output=True, text=True, timeout=120, check=True).stdout
+    lr_line = next(line for line in help_text.splitlines() if line.split()[:1] == ["lr"])
+    assert "alias learning_rate" in lr_line
+    ip.run_line_magic("finetune", "--help")
+    assert "alias learning_rate" in capsys.readouterr().out

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .suggest import check_kwargs
+
 __all__ = ["Attention", "AttentionError", "capture_attention", "top_k"]
 
 # Kinds of attention: decoder-only and encoder-only models have "self"; encoder-decoders the other three.
@@ -306,6 +308,7 @@ def _stack(maps: Any, keep: list[int]) -> np.ndarray:
     return np.stack([maps[i][0].detach().float().cpu().numpy() for i in keep])  # (L, H, Tq, Tk)
 
 
+@check_kwargs(meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens"})
 def capture_attention(
     model: Any,
     tokenizer: Any,

@@ -6,11 +6,12 @@ errors. Each field documents itself (`help`), which `%finetune --help` and the C
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from .suggest import closest, did_you_mean
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("linear", "cosine", "constant")
@@ -45,6 +46,70 @@ def yaml_safe(config: dict[str, Any]) -> dict[str, Any]:
         return getattr(v, "__name__", None) or f"<{type(v).__name__}>"
 
     return {k: plain(v) for k, v in config.items()}
+class ArgumentError(ConfigError, TypeError):
+    """An unknown keyword argument of a Python twin (`show_attention(decoder_text=...)`). A TypeError, as
+    Python's own, and a ConfigError, so the magics and CLI show it as one line."""
+
+
+# Hugging Face `TrainingArguments` names accepted as aliases of our keys. Only names whose meaning and
+# values are the same here: a config pasted from a Trainer script then runs as written, and the run's
+# config.yaml stores our name, so runs compare evenly. (transformers 5's warmup_steps is our warmup:
+# a fraction if < 1, else steps; warmup_ratio, its older twin, must stay a fraction.)
+TRAINER_ALIASES: dict[str, str] = {
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "warmup_steps": "warmup",
+    "warmup_ratio": "warmup",
+    "eval_steps": "eval_every",
+    "lr_scheduler_type": "scheduler",
+    "run_name": "name",
+    "output_dir": "run_dir",
+    "early_stopping_patience": "early_stopping",
+}
+# Trainer names whose value has another shape here: rejected, with what to write instead.
+TRAINER_HINTS: dict[str, str] = {
+    "bf16": "write precision: bf16",
+    "fp16": "write precision: fp16",
+    "optim": f"write optimizer: one of {', '.join(OPTIMIZERS)}",
+    "eval_strategy": "write eval_every: N to evaluate every N steps (default: at each epoch end)",
+    "evaluation_strategy": "write eval_every: N to evaluate every N steps (default: at each epoch end)",
+    "logging_steps": "nbkit logs the loss at every optimizer step; nothing to set",
+    "per_device_eval_batch_size": "evaluation uses batches of 2 x batch_size; set batch_size",
+    "metric_for_best_model": "write best_metric: eval_<name>, e.g. eval_accuracy",
+}
+
+# The same Trainer names as keyword arguments of `fit` / `lr_find`: the key each one means here.
+TRAINER_MEANT: dict[str, str] = {
+    "bf16": "precision", "fp16": "precision", "optim": "optimizer", "eval_strategy": "eval_every",
+    "evaluation_strategy": "eval_every", "metric_for_best_model": "best_metric",
+    "per_device_eval_batch_size": "batch_size",
+}
+
+
+def resolve_aliases(values: dict[str, Any], fields: Any = None) -> dict[str, Any]:
+    """`values` with Trainer's names (`learning_rate`, ...) renamed to ours (`lr`, ...).
+
+    Raises ConfigError when a key is given under both names, or a Trainer name has no twin here.
+    """
+    fields = set(fields if fields is not None else FinetuneConfig.__dataclass_fields__)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(key, str) and key not in fields and key in TRAINER_HINTS:
+            raise ConfigError(f"{key!r} is a Hugging Face Trainer argument; here {TRAINER_HINTS[key]}")
+        target = TRAINER_ALIASES.get(key) if isinstance(key, str) and key not in fields else None
+        if target is None or target not in fields:
+            out[key] = value
+            continue
+        if target in values or target in out:
+            raise ConfigError(f"{key!r} and {target!r} are the same key ({key} is Trainer's name for "
+                              f"{target}); give one: {target}")
+        if key == "warmup_ratio" and isinstance(value, (int, float)) and not 0 <= value < 1:
+            raise ConfigError(f"'warmup_ratio' must be a fraction in [0, 1), got {value!r}; for a number "
+                              "of steps write warmup: N")
+        out[target] = value
+    return out
 
 
 def _opt(default: Any, help: str, kind: Any, *, choices=None, min=None, gt=None, max=None, lt=None):
@@ -171,9 +236,7 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
 def _fail(key: str, value: Any, meta: dict, item: bool = False):
     hint = ""
     if meta["choices"] and isinstance(value, str):
-        close = difflib.get_close_matches(value, meta["choices"], n=1)
-        if close:
-            hint = f" (did you mean {close[0]!r}?)"
+        hint = did_you_mean(value, meta["choices"])
     what = f"each item of {key!r}" if item else f"{key!r}"
     raise ConfigError(f"{what} must be {_describe(meta)}, got {value!r}{hint}")
 
@@ -183,14 +246,14 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
 
     Raises one `ConfigError` naming the first bad key, its value and what is allowed.
     """
-    merged = {**(values or {}), **kwargs}
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    # Aliases per source, so a keyword argument still overrides the same key in `values`.
+    merged = {**resolve_aliases(values or {}, fields), **resolve_aliases(kwargs, fields)}
     for key in merged:
         if not isinstance(key, str) or key not in fields:
-            # A prefix ("lrate" -> "lr") is a better guess than difflib's ratio for short keys.
-            close = [f for f in fields if str(key).startswith(f) or f.startswith(str(key))]
-            close = close or difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            guess = closest(key, [*fields, *(a for a, t in TRAINER_ALIASES.items() if t in fields)])
+            guess = TRAINER_ALIASES.get(guess, guess) if guess not in fields else guess
+            hint = f" (did you mean {guess!r}?)" if guess else ""
             raise ConfigError(f"unknown key {key!r}{hint}. Valid keys: {', '.join(fields)}.")
     clean = {}
     for key, value in merged.items():
@@ -204,11 +267,15 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
 def config_help(cls: type = FinetuneConfig) -> str:
     """Every key with its type, default and meaning, for `%finetune --help` and `nbkit finetune --help`."""
     rows = []
+    aliases: dict[str, list[str]] = {}
+    for alias, target in TRAINER_ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
     # The subclass's own keys (model, data, ...) first: they are what a reader looks for.
     own = [f for f in dataclasses.fields(cls) if f.name in cls.__annotations__]
     for f in own + [f for f in dataclasses.fields(cls) if f not in own]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, _describe(f.metadata), repr(default), f.metadata["help"]))
+        also = f"; alias {', '.join(aliases[f.name])}" if f.name in aliases else ""
+        rows.append((f.name, _describe(f.metadata), repr(default), f.metadata["help"] + also))
     w0 = max(len(r[0]) for r in rows)
     w2 = max(len(r[2]) for r in rows)
     return "\n".join(f"  {k:<{w0}}  default {d:<{w2}}  {h} ({t})" for k, t, d, h in rows)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import importlib.resources
 import io
 import json
@@ -21,11 +20,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .suggest import check_kwargs, closest
+
 if TYPE_CHECKING:
     import datasets
     import pandas as pd
 
-__all__ = ["DataError", "label_names", "load_data", "sample_data"]
+__all__ = ["DataError", "label_names", "load_data", "load_split", "sample_data"]
 
 # Bundled samples and their class names in id order (the order is part of the data).
 SAMPLES: dict[str, list[str]] = {"sentiment": ["negative", "positive"]}
@@ -46,6 +47,7 @@ class DataError(ValueError):
     """A data source cannot be turned into train/eval splits; the message says what to change."""
 
 
+@check_kwargs(meant={"text_column": "text", "label_column": "label", "test_size": "eval_split"})
 def load_data(
     source: Any,
     *,
@@ -59,7 +61,8 @@ def load_data(
 
     ``source``: a .csv/.tsv/.json/.jsonl/.parquet path, a directory written by ``save_to_disk``, a
     bundled sample name (``"sentiment"``), a Hugging Face Hub dataset name, a pandas DataFrame, a list
-    of dicts (or of strings), a dict of columns, or a ``datasets.Dataset``/``DatasetDict``.
+    of dicts, of strings or of ``(text, label)`` pairs (``(text, text_pair, label)`` with
+    ``text_pair=``), a dict of columns, or a ``datasets.Dataset``/``DatasetDict``.
 
     Output columns: ``text``, ``text_pair`` (only with ``text_pair=``) and ``label`` (unless
     ``label=None``, for unlabelled text); others are dropped. String and integer labels become one
@@ -71,7 +74,7 @@ def load_data(
     import datasets
 
     cols = _check_args(text, label, text_pair, eval_split)
-    splits = _normalize_splits(_read_source(source))
+    splits = _normalize_splits(_read_source(source, _tuple_columns(cols)))
     with _quiet():
         out = {name: _standardize(name, obj, cols) for name, obj in splits.items()}
         if label is not None:
@@ -81,6 +84,7 @@ def load_data(
     return datasets.DatasetDict({k: out[k] for k in ("train", "eval", "test") if k in out})
 
 
+@check_kwargs
 def sample_data(name: str = "sentiment") -> datasets.DatasetDict:
     """The bundled sample ``name`` as a ``DatasetDict`` with a fixed ``train``/``test`` split.
 
@@ -121,10 +125,127 @@ def label_names(ds: datasets.Dataset | datasets.DatasetDict) -> list[str] | None
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
+_SPLIT_PREFERENCE = ("test", "eval", "train")  # what load_split reads when no split is named
+
+
+@check_kwargs
+def load_split(
+    source: Any,
+    *,
+    text: str = "text",
+    label: str | None = "label",
+    text_pair: str | None = None,
+    split: str | None = None,
+    classes: list[str] | None = None,
+    with_labels: bool = True,
+) -> datasets.Dataset:
+    """One split of ``source`` for a trained model to evaluate or predict on (``Run.evaluate``/``predict``).
+
+    Takes every source ``load_data`` takes, with the same column options and errors. ``split``: a
+    split name (validation/dev/... count as ``eval``); by default ``test``, else ``eval``, else the
+    only one. Labels are encoded with ``classes`` (the model's names in id order, id2label): string
+    labels and ``ClassLabel`` names map to those ids, integer labels must be valid ids, float labels
+    stay float32 (regression). Unlike training data, a split may hold one class; nothing is carved off.
+    ``with_labels=False`` (for predicting) drops the label column, present or not.
+    """
+    import datasets
+
+    cols = _check_args(text, label, text_pair, 0)
+    raw = _read_source(source, _tuple_columns(cols))
+    if not with_labels:
+        cols.pop("label", None)
+        label = None
+    named: dict[str, Any] = {}
+    for alias, std in _SPLITS.items():
+        for name, obj in raw.items():
+            if str(name).lower() == alias and std not in named:
+                named[std] = obj
+    if split is not None:
+        want = _SPLITS.get(str(split).lower(), str(split))
+        if want not in named:
+            found = ", ".join(map(str, raw)) or "none"
+            guess = closest(split, [*raw, *named])
+            hint = f"did you mean split='{guess}'?" if guess else "leave split=None for the test split"
+            raise DataError(f"no split '{split}' in the data (found: {found}); {hint}")
+        chosen = want
+    else:
+        present = [s for s in _SPLIT_PREFERENCE if s in named]
+        if not present and len(raw) != 1:
+            raise DataError(f"no test, eval or train split (found: {', '.join(map(str, raw))}); pass split='...'")
+        chosen = present[0] if present else next(iter(raw))
+        named.setdefault(chosen, raw.get(chosen))
+    with _quiet():
+        ds = _standardize(chosen, named[chosen], cols)
+        if label is not None:
+            ds = _encode_for_model(ds, chosen, label, classes)
+    assert isinstance(ds, datasets.Dataset)
+    return ds
+
+
+def _encode_for_model(ds: Any, split: str, column: str, classes: list[str] | None) -> Any:
+    """Labels as the model's ids: names looked up in ``classes``, ids checked against its size."""
+    import datasets
+
+    feature = ds.features["label"]
+    values = ds.select_columns(["label"]).to_dict()["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        if not classes and all(v is not None and v >= 0 for v in values):
+            return ds  # the data's own ids: nothing to map them to
+        values = [feature.names[v] if v is not None and v >= 0 else None for v in values]
+    missing = next((i for i, v in enumerate(values) if _is_missing(v)), None)
+    if missing is not None:
+        raise DataError(
+            f"row {missing} of split '{split}' has no label in column '{column}'; drop or fill "
+            f"those rows first, e.g. df.dropna(subset=['{column}']), or pass label=None"
+        )
+    kinds = {type(v) for v in values}
+    if kinds <= {float} or (float in kinds and kinds <= {int, float}):  # a regression target
+        return ds.cast_column("label", datasets.Value("float32"))
+    if kinds <= {bool, int} and not isinstance(feature, datasets.ClassLabel):
+        ids = [int(v) for v in values]
+        size = len(classes) if classes else None
+        bad = next((i for i, v in enumerate(ids) if v < 0 or (size is not None and v >= size)), None)
+        if bad is not None:
+            raise DataError(
+                f"row {bad} of split '{split}' has label {ids[bad]}, not a class id of this model "
+                f"(0..{size - 1 if size else '?'}: {', '.join(classes or [])})"
+            )
+    elif kinds <= {str}:
+        if not classes:
+            raise DataError(
+                f"split '{split}' has text labels ({values[0]!r}, ...) but the model has no class "
+                "names; pass integer labels (class ids)"
+            )
+        index = {name: i for i, name in enumerate(classes)}
+        lowered = {name.lower(): i for i, name in enumerate(classes)}
+        ids = []
+        for row, v in enumerate(values):
+            i = index.get(v, lowered.get(v.lower()))
+            if i is None:
+                raise DataError(
+                    f"row {row} of split '{split}' has label {v!r}, which is not one of the model's "
+                    f"classes: {', '.join(classes)}"
+                )
+            ids.append(i)
+    else:
+        shown = ", ".join(sorted(k.__name__ for k in kinds))
+        raise DataError(
+            f"label column '{column}' in split '{split}' mixes value types ({shown}); make the "
+            "labels all strings or all numbers"
+        )
+    feature = datasets.ClassLabel(names=list(classes)) if classes else datasets.Value("int64")
+    return ds.remove_columns("label").add_column("label", ids, feature=feature)
+
+
 # --- reading sources: split name -> Dataset or DataFrame ---------------------------------------------
 
 
-def _read_source(source: Any) -> dict[str, Any]:
+def _tuple_columns(cols: dict[str, str]) -> list[str]:
+    """The columns a list of tuples fills, in order: (text, label) or (text, text_pair, label)."""
+    return [cols[k] for k in ("text", "text_pair", "label") if k in cols]
+
+
+def _read_source(source: Any, tuple_columns: list[str] | None = None) -> dict[str, Any]:
     import datasets
     import pandas as pd
 
@@ -136,13 +257,23 @@ def _read_source(source: Any) -> dict[str, Any]:
         return _read_path_or_name(source)
     if isinstance(source, (list, tuple)) and all(isinstance(r, str) for r in source):
         return {"train": pd.DataFrame({"text": list(source)})}  # bare texts, e.g. for LM
+    if isinstance(source, (list, tuple)) and source and all(isinstance(r, (tuple, list)) for r in source):
+        names = tuple_columns or ["text", "label"]
+        shape = "(" + ", ".join(names) + ")"
+        bad = next((i for i, r in enumerate(source) if len(r) != len(names)), None)
+        if bad is not None:
+            raise DataError(
+                f"item {bad} of the list has {len(source[bad])} values; pass {shape} tuples, "
+                "or rows like {'text': ..., 'label': ...}"
+            )
+        return {"train": pd.DataFrame([list(r) for r in source], columns=names)}
     if isinstance(source, (list, tuple)):
         bad = next((i for i, r in enumerate(source) if not isinstance(r, Mapping)), None)
         if bad is not None:
             kind = type(source[bad]).__name__
             raise DataError(
                 f"item {bad} of the list is a {kind}, not a dict; pass rows like "
-                "{'text': ..., 'label': ...}"
+                "{'text': ..., 'label': ...} or (text, label) pairs"
             )
         return {"train": pd.DataFrame(list(source))}
     if isinstance(source, Mapping):  # a dict of columns, as Dataset.from_dict takes
@@ -316,8 +447,8 @@ def _standardize(split: str, obj: Any, cols: dict[str, str]) -> datasets.Dataset
 
 
 def _missing_column(role: str, name: str, columns: list[str], split: str) -> DataError:
-    guess = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
-    guess = guess or [c for c in _HINTS.get(role, ()) if c in columns][:1]
+    found = closest(name, columns)
+    guess = [found] if found else [c for c in _HINTS.get(role, ()) if c in columns][:1]
     hint = f"did you mean {role}='{guess[0]}'?" if guess else f"pass {role}='<column name>'"
     if role == "label":
         hint += " (or label=None for unlabelled text)"

@@ -2,7 +2,8 @@
 same `Run` (history, metrics.jsonl, stop/pause, live dashboard) as `nbkit.fit`.
 
 `TrainerCallback` translates `transformers.Trainer` callbacks into `nbkit.core.train.events`; it is core
-code (torch/transformers only, never IPython, ipywidgets or plotly).
+code (torch/transformers only, never IPython, ipywidgets or plotly). The public `nbkit.TrainerCallback`
+(nbkit/notebook/trainer.py) is this adapter plus the dashboard in a notebook.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class TrainerCallback(transformers.TrainerCallback):
                        config={}, observers=list(observers), kind="hf")
         self._log: JsonlLog | None = None
         self._old_sigint: Any = None
+        self._hinted = False
         self._reset_clock()
 
     def _reset_clock(self) -> None:
@@ -97,6 +99,8 @@ class TrainerCallback(transformers.TrainerCallback):
         self._reset_clock()
         self._last_logged_step = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
+        if state.is_world_process_zero:
+            self._hint_logging(logging_interval(args, state.max_steps, steps_per_epoch), state.max_steps)
         run.emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=state.max_steps,
                            steps_per_epoch=steps_per_epoch,
                            epochs=math.ceil(state.max_steps / steps_per_epoch) if steps_per_epoch else 0,
@@ -119,6 +123,10 @@ class TrainerCallback(transformers.TrainerCallback):
         return self._control(control)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero and not any(isinstance(e, StepEnd) for e in self.run.events):
+            # An evaluation before the first logged loss: the chart shows eval points only.
+            self._hint_logging(logging_interval(args, state.max_steps, 0), state.max_steps,
+                               before_eval=state.global_step)
         numbers = {k: float(v) for k, v in (metrics or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
                    and not k.endswith(_EVAL_SPEED_SUFFIXES)}
@@ -156,6 +164,22 @@ class TrainerCallback(transformers.TrainerCallback):
         return control
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _hint_logging(self, interval: float, total: int, before_eval: int | None = None) -> None:
+        """Once per callback: one line when Trainer's logging interval leaves the loss chart empty."""
+        if self._hinted or total <= 0:
+            return
+        if before_eval is None and interval <= max(1, total / 10):
+            return
+        self._hinted = True
+        every = max(1, total // 50)
+        when = ("logs no training loss" if math.isinf(interval)
+                else f"logs the training loss every {interval:g} steps")
+        why = (f", so the chart has no loss before the evaluation at step {before_eval}" if before_eval is not None
+               else f" and this run has {total} steps, so the loss chart stays empty for long")
+        where = f"every {every} steps" if every > 1 else "at every step"
+        print(f"nbkit: Trainer {when}{why}; pass TrainingArguments(logging_strategy=\"steps\", "
+              f"logging_steps={every}) for a point {where}.")
 
     def _identify(self, args, model) -> None:
         self.run.run_dir = self._given_run_dir or Path(args.output_dir) / "nbkit"
@@ -209,6 +233,17 @@ class TrainerCallback(transformers.TrainerCallback):
         if self._old_sigint is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._old_sigint)
         self._old_sigint = None
+
+
+def logging_interval(args, total_steps: int, steps_per_epoch: int) -> float:
+    """Steps between the training losses Trainer logs (inf when it logs none)."""
+    strategy = getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "steps"))
+    if strategy == "no":
+        return math.inf
+    if strategy == "epoch":
+        return float(steps_per_epoch or total_steps)
+    steps = float(args.logging_steps)
+    return float(max(1, math.ceil(steps * total_steps))) if steps < 1 else steps
 
 
 def _steps_per_epoch(loader, args, state) -> int:

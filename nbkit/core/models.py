@@ -8,12 +8,13 @@ inside functions so `import nbkit.core.models` stays cheap, and nothing here tou
 
 from __future__ import annotations
 
-import difflib
 import html
 import importlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .suggest import check_kwargs, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -57,8 +58,7 @@ class ModelError(ValueError):
 
 
 def _did_you_mean(value: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(value, allowed, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(value, allowed, " Did you mean {!r}?")
 
 
 def resolve_task(task: str) -> str:
@@ -230,6 +230,7 @@ def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[s
         config.num_labels = num_labels  # transformers fills id2label with LABEL_0, LABEL_1, ...
 
 
+@check_kwargs(meant={"num_classes": "num_labels", "id2label": "labels", "label_names": "labels"})
 def load_model(
     name_or_path: str | os.PathLike[str],
     task: str = "sequence-classification",

@@ -9,7 +9,6 @@ not: `%%finetune` is `nbkit.finetune(**yaml)`, `%nbkit_load` is `nbkit.load_mode
 from __future__ import annotations
 
 import contextlib
-import difflib
 import keyword
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 
 from nbkit.core.config import config_help
+from nbkit.core.suggest import did_you_mean
 
 # Printed by `%finetune --help` and `%%finetune?`. IPython's help formatter dedents everything after
 # the first line, so the unindented lines below keep the indented examples and key table as written.
@@ -87,8 +87,7 @@ def _lookup(key: Any, ref: str, namespace: dict[str, Any], hidden: Any = ()) -> 
                          "a variable of the notebook")
     if name not in namespace:
         public = [n for n in namespace if not n.startswith("_") and n not in hidden]
-        close = difflib.get_close_matches(name, public, n=1)
-        hint = f" (did you mean ${close[0]}?)" if close else ""
+        hint = did_you_mean(name, public, " (did you mean ${}?)")
         raise UsageError(f"{key!r}: the notebook has no variable {name!r}{hint}; define it in a cell "
                          "above, or write a name or path without '$'")
     return namespace[name]

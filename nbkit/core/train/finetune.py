@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
+from ..config import TRAINER_ALIASES, ConfigError, FinetuneConfig, TrainConfig, build_config
+from ..suggest import check_kwargs
 from .launch import WORKER_ENV, launch_finetune
 from .rundir import run_name
 
@@ -46,6 +47,7 @@ def prepare(cfg: FinetuneConfig):
     return data, model, tokenizer
 
 
+@check_kwargs(extra=list(FinetuneConfig.__dataclass_fields__), aliases=TRAINER_ALIASES)
 def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
              background: bool = False, progress: bool | Callable = True, stop_file: str | os.PathLike | None = None,

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, TrainConfig, build_config, yaml_safe
+from ..config import TRAINER_ALIASES, TRAINER_MEANT, ConfigError, TrainConfig, build_config, yaml_safe
+from ..suggest import check_kwargs
 from . import checkpoints as ckpt
 from .batching import DataError, TokenizedDataset, make_loader
 from .control import Control
@@ -52,6 +53,8 @@ _active_lock = threading.Lock()
 _active: list[Run] = []  # the run training in this process, if any
 
 
+# Unknown keywords fail in one line listing the valid ones; Trainer's names (learning_rate...) are aliases.
+@check_kwargs(aliases=TRAINER_ALIASES, meant=TRAINER_MEANT)
 def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any = None,
         collate_fn: Callable | None = None, loss_fn: Callable | None = None, epochs: int = 1,
         max_steps: int | None = None, lr: float = 5e-5, batch_size: int = 16, grad_accum: int = 1,
@@ -121,7 +124,8 @@ class Loop:
                 "loss_fn=... (e.g. torch.nn.functional.cross_entropy), or use a Hugging Face model"
             )
         self.metric_specs = resolve_metrics(cfg.metrics)
-        check_best_metric(cfg.best_metric, self.metric_specs, has_eval=eval is not None)
+        if eval is not None:
+            check_best_metric(cfg.best_metric, self.metric_specs)
         name = cfg.name or run_name(model)
         common = dict(tokenizer=tokenizer, collate_fn=collate_fn, max_length=cfg.max_length, seed=cfg.seed,
                       lm_labels=self.kind == "causal-lm", seq2seq=self.kind == "seq2seq")

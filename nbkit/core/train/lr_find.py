@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import TRAINER_ALIASES, TRAINER_MEANT, ConfigError
+from ..suggest import check_kwargs
 from .batching import make_loader
 from .evaluation import model_kind
 from .events import RunStart, StepEnd
@@ -64,6 +65,8 @@ def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
     return None if best is None else min(best, lrs[stop - 1] / 10)
 
 
+# Unknown keywords fail in one line listing the valid ones; Trainer's names (learning_rate...) are aliases.
+@check_kwargs(aliases=TRAINER_ALIASES, meant=TRAINER_MEANT)
 def lr_find(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, collate_fn: Callable | None = None,
             loss_fn: Callable | None = None, start_lr: float = 1e-7, end_lr: float = 1.0, num_steps: int = 100,
             batch_size: int = 16, max_length: int = 256, smoothing: float = 0.05, diverge: float = 4.0,

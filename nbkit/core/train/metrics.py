@@ -5,7 +5,6 @@ maps the names users write (`metrics: [accuracy, f1]`) to them. A user callable
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import METRICS, ConfigError
+from ..suggest import did_you_mean
 
 
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
@@ -53,29 +53,6 @@ def lower_is_better(metric: str, specs: Sequence[tuple[str, Any]] = ()) -> bool:
     return base.endswith(("loss", "perplexity", "error"))
 
 
-def metric_names(specs: Sequence[tuple[str, Any]], has_labels: bool = True) -> list[str]:
-    """The eval_* names a run with these metrics reports (a user metric returning a dict adds names
-    only known when it runs)."""
-    names = ["eval_loss"]
-    for name, fn in specs:
-        if fn == "perplexity" or has_labels:
-            names.append(f"eval_{name}")
-    return names
-
-
-def check_best_metric(best_metric: str, specs: Sequence[tuple[str, Any]], has_eval: bool) -> None:
-    """`best_metric` must be one the run will produce: a typo would silently keep the first checkpoint."""
-    names = metric_names(specs)
-    if best_metric in names or not has_eval:
-        return
-    if any(callable(fn) for _, fn in specs):  # may return a dict of names we cannot know yet
-        return
-    close = difflib.get_close_matches(best_metric, names, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ConfigError(f"best_metric {best_metric!r} is not a metric this run reports; {hint}"
-                      f"it reports: {', '.join(names)}")
-
-
 def resolve_metrics(metrics: Sequence[Any]) -> list[tuple[str, Any]]:
     """Check metric names before training starts; callables pass through under their own name."""
     out = []
@@ -85,8 +62,7 @@ def resolve_metrics(metrics: Sequence[Any]) -> list[tuple[str, Any]]:
         elif m in METRICS:
             out.append((m, m))
         else:
-            close = difflib.get_close_matches(str(m), METRICS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(m, METRICS)
             raise ConfigError(f"unknown metric {m!r}{hint}; valid: {', '.join(METRICS)}, or a callable")
     return out
 
@@ -109,3 +85,16 @@ def compute_metrics(specs: list[tuple[str, Any]], preds: np.ndarray | None, labe
             else:
                 out[f"{prefix}{name}"] = float(value)
     return out
+
+
+def check_best_metric(best_metric: str, specs: list[tuple[str, Any]], prefixes: Sequence[str] = ("eval_",)) -> None:
+    """Raise ConfigError when `best_metric` (which picks the best checkpoint and drives early stopping)
+    is not a name the evaluations will report; a user callable may report any name, so then anything goes.
+
+    For `fit` to call before training (a misspelled name would otherwise be ignored in silence)."""
+    if any(not isinstance(fn, str) for _, fn in specs):
+        return
+    names = [f"{p}{n}" for p in prefixes for n in ("loss", *(name for name, _ in specs))]
+    if best_metric not in names:
+        raise ConfigError(f"'best_metric' {best_metric!r} is not reported by this run"
+                          f"{did_you_mean(best_metric, names)}; the evaluations report {', '.join(names)}")

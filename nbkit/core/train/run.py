@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import yaml_safe
+from ..suggest import check_kwargs
 from . import checkpoints as ckpt
 from .control import Control
-from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
+from .events import CheckpointSaved, EvalEnd, Event, RunEnd, RunStart, StepEnd, event_from_dict
 
 STATUSES = ("created", "running", "paused", "finished", "stopped", "failed", "interrupted")
 
@@ -237,9 +238,11 @@ class Run:
     @property
     def model(self):
         """The trained model (a reopened run loads it from its last checkpoint on first use)."""
-        if self._model is None and self.last_checkpoint is not None:
-            self._model, tok = _load_checkpoint_model(self.last_checkpoint)
-            self.tokenizer = self.tokenizer or tok
+        folder = self._weights_folder() if self._model is None else None
+        if folder is not None:
+            self._model, tok = _load_checkpoint_model(folder)
+            if getattr(self, "_tokenizer", None) is None:
+                self._tokenizer = tok
         return self._model
 
     @model.setter
@@ -247,20 +250,84 @@ class Run:
         self._model = model
 
     @property
+    def tokenizer(self):
+        """The run's tokenizer; a reopened run reads it from its last checkpoint (without the model)."""
+        if getattr(self, "_tokenizer", None) is None and not getattr(self, "_tokenizer_read", False):
+            folder = self._weights_folder()
+            if folder is not None and (folder / "tokenizer_config.json").exists():
+                import transformers
+
+                self._tokenizer_read = True
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        return getattr(self, "_tokenizer", None)
+
+    def _weights_folder(self) -> Path | None:
+        """nbkit's last checkpoint; for a Trainer run (no nbkit checkpoints), Trainer's latest saved one."""
+        if self.last_checkpoint is not None:
+            return self.last_checkpoint
+        for event in reversed(self.events):
+            if isinstance(event, CheckpointSaved) and (Path(event.path) / "config.json").exists():
+                return Path(event.path)
+        return None
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        self._tokenizer = value
+
+    @property
     def label_names(self) -> list[str] | None:
+        """Class names in id order (id2label): from the training data, else the model's config."""
         if self._label_names:
             return self._label_names
         id2label = getattr(getattr(self.model, "config", None), "id2label", None)
         return [id2label[i] for i in sorted(id2label)] if id2label else None
 
-    def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics on `data` (anything `fit` accepts as eval data)."""
+    def _columns(self, text: str | None, label: str | None, text_pair: str | None,
+                 data: Any = None) -> dict[str, Any]:
+        """Column options for `load_split`; unset ones default to the run's own config (finetune's),
+        or to the standard names when `data` already has those (output of `nbkit.load_data`)."""
+        from .evaluation import model_kind
+
+        no_labels = (self.config.get("task") in ("causal-lm", "masked-lm")
+                     or model_kind(self.model) in ("causal-lm", "masked-lm"))
+        present = _column_names(data)
+        given = {"text": text, "text_pair": text_pair, "label": label}
+        out: dict[str, Any] = {}
+        for role, standard in (("text", "text"), ("text_pair", None), ("label", "label")):
+            value = given[role] if given[role] is not None else self.config.get(role) or standard
+            if (given[role] is None and present is not None and value not in present
+                    and (role == "text_pair" or standard in present)):
+                value = role if role in present else (None if role == "text_pair" else standard)
+            out[role] = value
+        if no_labels:
+            out["label"] = None
+        return out
+
+    @check_kwargs(meant={"text_column": "text", "label_column": "label"})
+    def evaluate(self, data: Any, metrics: list | None = None, batch_size: int = 32, *,
+                 text: str | None = None, label: str | None = None, text_pair: str | None = None,
+                 split: str | None = None) -> dict[str, float]:
+        """Loss and metrics (the run's `metrics` unless given) of the model on `data`.
+
+        `data`: anything `finetune(data=...)` takes (a path, "sentiment", a hub name, a DataFrame, a
+        list of dicts or `(text, label)` pairs, a `datasets` object; its `test` split by default, see
+        `split`) with the same column options (`text=`, `label=`, `text_pair=`; default: the run's),
+        or what `fit` takes as eval data (tokenized data, a torch Dataset, a DataLoader). Text labels
+        are mapped to the model's classes by name.
+        """
         from .batching import make_loader
         from .evaluation import DeviceLoader, evaluate_model, model_kind
         from .metrics import resolve_metrics
 
-        model = self.model
         specs = resolve_metrics(metrics if metrics is not None else self.config.get("metrics", []))
+        if _needs_loading(data):
+            from ..data import load_split
+
+            data = load_split(data, split=split, classes=self.label_names,
+                              **self._columns(text, label, text_pair, data))
+        model = self.model
+        if model is None:
+            raise ValueError(f"run {self.name!r} has no model and no checkpoint in {self.run_dir}")
         kind = model_kind(model)
         loader, _ = make_loader(data, tokenizer=self.tokenizer, collate_fn=None, batch_size=batch_size,
                                 shuffle=False, seed=0, group_by_length=None,
@@ -270,13 +337,34 @@ class Run:
         moved = DeviceLoader(loader, device)
         return evaluate_model(model, moved, specs, kind=kind, prefix="")
 
-    def predict(self, texts: str | list[str], text_pairs: list[str] | None = None, batch_size: int = 32):
-        """Labels and class probabilities for `texts`, as a DataFrame (one row per text)."""
+    @check_kwargs(meant={"text_column": "text", "texts_pair": "text_pairs"})
+    def predict(self, texts: Any, text_pairs: list[str] | None = None, batch_size: int = 32, *,
+                text: str | None = None, text_pair: str | None = None, split: str | None = None):
+        """Labels and class probabilities for `texts`, as a DataFrame (one row per text).
+
+        `texts`: a string, a list of strings, or any data `finetune(data=...)` takes (its text
+        column is read with `text=`/`text_pair=`, labels are ignored; the `test` split by default).
+        A string is one text unless it is a bundled sample's name ("sentiment") or an existing path;
+        for a hub data set, pass `nbkit.load_data(name)`.
+        """
         import pandas as pd
         import torch
 
-        if isinstance(texts, str):
+        from ..data import SAMPLES
+
+        if isinstance(texts, str) and texts not in SAMPLES and not _is_path(texts):
             texts = [texts]
+        if not (isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts) and texts):
+            from ..data import load_split
+
+            cols = self._columns(text, None, text_pair, texts)
+            ds = load_split(texts, text=cols["text"], text_pair=cols["text_pair"], split=split,
+                            label=self.config.get("label") or "label", with_labels=False)
+            raw = ds.to_dict()
+            texts, text_pairs = raw["text"], raw.get("text_pair")
+        texts = list(texts)
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"text_pairs has {len(text_pairs)} texts for {len(texts)} texts; pass one per text")
         if self.tokenizer is None:
             raise ValueError("this run has no tokenizer: predict() needs a text model")
         model = self.model
@@ -292,9 +380,9 @@ class Run:
                 enc = self.tokenizer(chunk, pairs, truncation=True, padding=True, return_tensors="pt",
                                      max_length=self.config.get("max_length", 256)).to(device)
                 probs = model(**enc).logits.float().softmax(-1).cpu()  # (B, C)
-                for text, p in zip(chunk, probs, strict=True):
+                for text_, p in zip(chunk, probs, strict=True):
                     k = int(p.argmax())
-                    row = {"text": text, "label": names[k] if names else k, "score": float(p[k])}
+                    row = {"text": text_, "label": names[k] if names else k, "score": float(p[k])}
                     row.update({(names[j] if names else str(j)): float(v) for j, v in enumerate(p)})
                     rows.append(row)
         if was_training:
@@ -337,6 +425,34 @@ class Run:
         last = next((e for e in reversed(self.events) if isinstance(e, StepEnd)), None)
         where = f"step {last.step}" if last else "no steps"
         return f"<nbkit.Run {self.name!r} {self.status}, {where}, dir={str(self.run_dir)!r}>"
+
+
+def _column_names(data: Any) -> set[str] | None:
+    """Column names of a table-like source (Dataset, DatasetDict, DataFrame), else None."""
+    names = getattr(data, "column_names", None)
+    if isinstance(names, dict):  # a DatasetDict: split -> columns
+        return {c for cols in names.values() for c in cols}
+    if names is None and hasattr(data, "columns"):
+        names = list(data.columns)
+    return {str(c) for c in names} if names is not None else None
+
+
+def _is_path(text: str) -> bool:
+    try:
+        return len(text) < 4096 and "\n" not in text and Path(text).expanduser().exists()
+    except (OSError, ValueError):  # a sentence too long for a file name, or with a NUL
+        return False
+
+
+def _needs_loading(data: Any) -> bool:
+    """True for sources `load_split` reads; False for what `fit` takes as is (tokens, torch data)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from .batching import is_hf_dataset
+
+    if isinstance(data, (DataLoader, Dataset)):
+        return False
+    return not (is_hf_dataset(data) and "input_ids" in data.column_names)
 
 
 def _load_checkpoint_model(folder: Path):

@@ -7,7 +7,6 @@ with a custom message, answered with uint8/uint16 binary buffers. Numbers come f
 
 from __future__ import annotations
 
-import difflib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import traitlets as t
 
 from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k
+from nbkit.core.suggest import check_kwargs, did_you_mean, valid_arguments
 
 __all__ = ["VIEWS", "AttentionWidget", "show_attention"]
 
@@ -69,8 +69,7 @@ def request_key(what: str, kind: str, layer: int, head: int) -> str:
 
 
 def _did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(value, allowed, " Did you mean {!r}?")
 
 
 class AttentionWidget(anywidget.AnyWidget):
@@ -262,6 +261,9 @@ def _check_view(view: str, attention: Attention, error: type[Exception] = Attent
     return view
 
 
+# What `**capture` passes on: capture_attention's options (not its model/tokenizer/text, given here).
+@check_kwargs(extra=lambda: [n for n in valid_arguments(capture_attention) if n not in ("model", "tokenizer", "text")],
+              meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens"})
 def show_attention(
     model: Any,
     tokenizer: Any = None,
