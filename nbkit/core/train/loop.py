@@ -26,7 +26,14 @@ from typing import Any
 
 import torch
 
-from ..config import TRAINER_ALIASES, TRAINER_MEANT, ConfigError, TrainConfig, build_config, yaml_safe
+from ..config import (
+    TRAINER_ALIASES,
+    TRAINER_MEANT,
+    ConfigError,
+    TrainConfig,
+    build_config,
+    yaml_safe,
+)
 from ..suggest import check_kwargs
 from . import checkpoints as ckpt
 from .batching import DataError, TokenizedDataset, make_loader
