@@ -42,12 +42,14 @@ def test_lr_find_restores_model_suggests_a_rate_and_saves_curve(tmp_path):
 
 
 def test_suggestion_is_the_steepest_descent_capped_below_the_minimum():
-    lrs = [10 ** (-6 + i * 0.25) for i in range(25)]  # 1e-6 .. 1
-    # flat, then a fall between 1e-3 and 1e-2, minimum at 0.1, then divergence
-    smoothed = [1.0 if lr < 1e-3 else (0.2 if lr >= 0.05 else 1.0 - 0.8 * (lr - 1e-3) / 0.049) for lr in lrs]
-    smoothed[-3:] = [0.5, 2.0, 9.0]
-    sug = suggest_lr(lrs, smoothed)
-    assert sug == pytest.approx(lrs[smoothed.index(min(smoothed))] / 10) or 1e-3 <= sug <= 0.05
+    lrs = [10 ** (-6 + i * 0.25) for i in range(25)]  # 1e-6 .. 1, four points a decade
+    # flat, one steep fall into index 10, a gentle slope down to the minimum at 16, then divergence
+    smoothed = [1.0] * 10 + [0.5] + [0.5 - 0.01 * k for k in range(1, 7)] + [0.6, 1.0, 2.0, 4.0, 8.0, 9.0, 9.5, 9.9]
+    assert smoothed.index(min(smoothed)) == 16
+    assert suggest_lr(lrs, smoothed) == pytest.approx(lrs[10])  # below the cap lrs[16] / 10 == lrs[12]
+    # the same fall at index 15: steeper than anything, but a tenth of the minimum's rate is the cap
+    late = [1.0] * 15 + [0.45, 0.44, 0.8, 2.0, 5.0, 9.0, 9.0, 9.0, 9.0, 9.0]
+    assert suggest_lr(lrs, late) == pytest.approx(lrs[16] / 10)
     assert suggest_lr(lrs[:3], smoothed[:3]) is None  # too short to say anything
 
 

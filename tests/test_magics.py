@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import string
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def test_nbkit_device_shows_cpu_and_memory(ip):
     (shown,) = cap.outputs
     text = shown.data["text/plain"]
     assert text.splitlines()[1].startswith("cpu *")
-    assert "MB" in text or "GB" in text
+    assert re.search(r"\d+(\.\d+)? [MG]B", text), text
     assert "<table class='nbkit-devices'>" in shown.data["text/html"]
 
 

@@ -49,7 +49,11 @@ def test_fit_hf_model_on_raw_text_learns_and_writes_run_dir(tmp_path):
     assert list(h["step"]) == list(range(1, 41))  # 160/16 = 10 steps x 4 epochs
     assert h["loss"].iloc[-10:].mean() < h["loss"].iloc[:10].mean()
     assert run.metrics["eval_accuracy"] >= 0.75
-    assert 0 <= run.metrics["eval_f1"] <= 1
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted = run.predict(ev["text"])["label"].tolist()  # the same final model, scored independently
+    assert run.metrics["eval_f1"] == pytest.approx(f1_score(ev["label"], predicted, average="macro"))
+    assert run.metrics["eval_accuracy"] == pytest.approx(accuracy_score(ev["label"], predicted))
     ks = kinds(run)
     assert ks[0] == "run_start" and ks[-1] == "run_end"
     assert ks.count("step") == 40 and ks.count("epoch") == 4 and ks.count("eval") == 4
@@ -136,7 +140,13 @@ def test_causal_lm_gets_perplexity(tmp_path):
               metrics=["perplexity", "accuracy"], run_dir=tmp_path / "lm", progress=False)
     m = run.metrics
     assert m["eval_perplexity"] == pytest.approx(math.exp(m["eval_loss"]), rel=1e-6)
-    assert 0 <= m["eval_accuracy"] <= 1
+    # next-token accuracy over the real (unpadded) tokens, computed here independently
+    enc = tok(ds.select(range(16))["text"], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        pred = model(**enc).logits[:, :-1].argmax(-1)  # (B, T-1): the guess for each next token
+    target, real = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].bool()
+    assert m["eval_accuracy"] == pytest.approx(float((pred == target)[real].float().mean()), abs=1e-6)
 
 
 def test_grad_accum_counts_optimizer_steps(tmp_path):
@@ -217,26 +227,28 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_background_run_stop_pause_resume(tmp_path):
+    import threading
+
     model, tok = tiny_bert()
-    slow = lambda event, run: time.sleep(0.05) if event.kind == "step" else None  # noqa: E731
-    run = fit(model, length_data(320), tokenizer=tok, epochs=5, batch_size=8, callbacks=[slow],
+    paused = threading.Event()
+
+    def driver(event, run):  # acts from inside the training thread, at exact steps
+        if event.kind == "step" and event.step == 5:
+            run.pause()
+            paused.set()
+        elif event.kind == "step" and event.step == 8:
+            run.stop()
+
+    run = fit(model, length_data(320), tokenizer=tok, epochs=5, batch_size=8, callbacks=[driver],
               run_dir=tmp_path / "bg", background=True, progress=False)
-    deadline = time.time() + 30
-    while run.history.empty and time.time() < deadline:
-        time.sleep(0.02)
-    run.pause()
-    time.sleep(0.3)
-    paused_at = run.history["step"].max()
-    time.sleep(0.4)
-    assert run.status == "paused" and run.history["step"].max() <= paused_at + 1
+    assert paused.wait(60)
+    assert run.status == "paused" and run.control.paused
+    time.sleep(0.3)  # while paused nothing moves (no false failure: a paused loop cannot step)
+    assert run.history["step"].max() == 5
     run.resume()
-    time.sleep(0.3)
-    assert run.history["step"].max() > paused_at
-    run.stop()
-    run.wait(30)
-    assert run.status == "stopped"
-    assert run.history["step"].max() < 200
-    assert run.last_checkpoint is not None
+    run.wait(60)
+    assert run.status == "stopped" and run.history["step"].max() == 8
+    assert run.last_checkpoint.name == "step-0000008"
 
 
 def test_early_stopping_ends_run_as_finished(tmp_path):

@@ -6,6 +6,7 @@ errors. Each field documents itself (`help`), which `%finetune --help` and the C
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import os
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ def yaml_safe(config: dict[str, Any]) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, (str, int, float, bool, type(None))):
             return v
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, enum.Enum):
+            return plain(v.value)
+        if isinstance(v, (list, tuple, set)):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {str(k): plain(x) for k, x in v.items()}

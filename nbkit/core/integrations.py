@@ -13,15 +13,16 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import transformers
 
+from .config import yaml_safe
 from .train.events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunStart, StepEnd
 from .train.observers import JsonlLog
 from .train.run import Run, write_config
+from .train.rundir import run_name
 
 __all__ = ["TrainerCallback"]
 
@@ -183,7 +184,7 @@ class TrainerCallback(transformers.TrainerCallback):
 
     def _identify(self, args, model) -> None:
         self.run.run_dir = self._given_run_dir or Path(args.output_dir) / "nbkit"
-        self.run.name = self._given_name or getattr(args, "run_name", None) or _model_name(model)
+        self.run.name = self._given_name or getattr(args, "run_name", None) or run_name(model)
 
     def _emit_step(self, state, logs: dict[str, Any]) -> None:
         steps = state.global_step - self._last_logged_step
@@ -254,23 +255,6 @@ def _steps_per_epoch(loader, args, state) -> int:
     return max(1, math.ceil(batches / args.gradient_accumulation_steps))
 
 
-def _model_name(model) -> str:
-    path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
-    return Path(path).name if path and not str(path).startswith("/tmp") else type(model).__name__
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return _plain(value.value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in value]
-    return repr(value)
-
-
 def _plain_config(args) -> dict[str, Any]:
     """TrainingArguments as plain values (tokens are masked by `to_dict`)."""
-    return {k: _plain(v) for k, v in args.to_dict().items()}
+    return yaml_safe(args.to_dict())

@@ -28,8 +28,9 @@ def _best(run: Any) -> tuple[str, float | None]:
               and math.isfinite(e.metrics[metric])]
     if not values:
         return metric, None
-    lower_is_better = metric.endswith(("loss", "perplexity"))  # the rule EarlyStopping uses too
-    return metric, (min(values) if lower_is_better else max(values))
+    from .train.metrics import lower_is_better  # the rule checkpoints and early stopping use
+
+    return metric, (min(values) if lower_is_better(metric) else max(values))
 
 
 def _row(path: Path, now: float) -> dict[str, Any]:

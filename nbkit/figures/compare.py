@@ -106,7 +106,9 @@ def compare(runs: Iterable[Any], metric: str = "eval_loss") -> Comparison:
     if metric not in available:
         hint = did_you_mean(metric, available)
         raise ValueError(f"no run has metric {metric!r}{hint}; available: {', '.join(available)}")
-    lower_is_better = metric.endswith(("loss", "perplexity"))
+    from nbkit.core.train.metrics import lower_is_better as direction
+
+    lower_is_better = direction(metric)
     rows = []
     for name, run in names.items():  # name: the run's label
         values = histories[name][metric].dropna() if metric in histories[name] else pd.Series(dtype=float)

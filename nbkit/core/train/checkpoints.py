@@ -201,9 +201,10 @@ class Checkpointer:
         position = trainer.position()
         name = f"step-{position['step']:07d}"
         if name == self.index.get("last"):  # this step is on disk already: at most one write per step
-            if acc.is_main_process and metric is not None and self.is_better(metric):
+            if metric is not None and self.is_better(metric):
                 self.index["best"], self.index["best_value"] = name, metric
-                write_json_atomic(self.dir / INDEX, self.index)
+                if acc.is_main_process:
+                    write_json_atomic(self.dir / INDEX, self.index)
             return
         final, tmp = self.dir / name, self.dir / f".tmp-{name}"
         try:
@@ -231,13 +232,15 @@ class Checkpointer:
             kept = self.index.get("last")
             where = f"the previous checkpoint {self.dir / kept} is kept" if kept else "no earlier checkpoint exists"
             raise CheckpointError(f"saving checkpoint {name} failed ({exc.strerror or exc}); {where}") from exc
-        if not acc.is_main_process:
-            return
+        # Every process keeps the same index in memory (the next save's "already on disk?" must
+        # get the same answer everywhere, or one would wait for the others in vain); rank 0 writes it.
         best = self.is_better(metric) or (metric is None and self.index.get("best_value") is None)
         self.index["last"] = name
         if best:
             self.index["best"], self.index["best_value"] = name, metric
         self.index["best_metric"] = self.best_metric
+        if not acc.is_main_process:
+            return
         write_json_atomic(self.dir / INDEX, self.index)
         self._prune()
         run.emit(CheckpointSaved(step=position["step"], path=str(final), best=best))
