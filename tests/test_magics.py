@@ -460,3 +460,11 @@ def test_background_finetune_returns_a_running_run(ip, tiny_bert_dir, tiny_csv, 
     assert run._thread is not None  # trained in a thread, not in the cell
     assert run.wait(timeout=120).status == "finished"
     assert (Path(run.run_dir) / "metrics.jsonl").exists()
+
+
+def test_a_key_written_twice_in_the_body_is_one_usage_error_naming_it_and_both_lines(ip, cwd):
+    body = "epochs: 2\nlr: 1e-4\nbatch_size: 8\nlr: 3e-4\n"
+    message = usage_error(ip, "", body)
+    # Lines as the notebook numbers them: the %%finetune line is line 1.
+    assert message == "key 'lr' is written twice in the cell (lines 3 and 5); keep one of them"
+    assert files_under(cwd) == set()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
+from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config, read_config
 from .launch import WORKER_ENV, launch_finetune
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
@@ -45,7 +45,7 @@ def prepare(cfg: FinetuneConfig):
     return data, model, tokenizer
 
 
-def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
+def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | str | os.PathLike | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
              background: bool = False, progress: bool = True, stop_file: str | os.PathLike | None = None,
              **options: Any):
@@ -55,7 +55,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     `(model, tokenizer)` pair. `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled,
     the default), a DataFrame or a Dataset. Arguments override the same keys in `config`.
     Other options are the keys of `nbkit.core.config.FinetuneConfig` (`nbkit.core.config.config_help()` lists
-    them); `config=` takes the same keys as a dict (a parsed YAML file). `resume_from=run_dir`
+    them); `config=` takes the same keys as a dict or a YAML file's path. `resume_from=run_dir`
     continues an interrupted run with the config stored in that directory.
     """
     from .loop import fit
@@ -66,6 +66,8 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
         stored = yaml.safe_load((Path(resume_from) / "config.yaml").read_text()) or {}
         config = {k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__}
         options = {}
+    elif isinstance(config, (str, os.PathLike)):
+        config = read_config(config)
     values = dict(config or {})
     for key, value in (("model", model), ("data", data)):
         if value is not None:
