@@ -79,6 +79,9 @@ class FinetuneConfig(TrainConfig):
     text: str = _opt("text", "column holding the input text", str)
     text_pair: str | None = _opt(None, "column holding a second text (sentence pairs)", str)
     label: str | None = _opt("label", "column holding the label", str)
+    allow_rare_labels: bool = _opt(
+        False, "keep a label value with few rows whose name is close to another's (else: a typo error)", bool
+    )
     eval_split: float = _opt(0.1, "fraction (or count) of train held out for eval when data has none", float, min=0)
     test: bool = _opt(True, "evaluate on the data's test split at the end, when it has one", bool)
     processes: int = _opt(1, "worker processes per machine (> 1: launched with `launcher`)", int, min=1)

@@ -230,6 +230,71 @@ def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[s
         config.num_labels = num_labels  # transformers fills id2label with LABEL_0, LABEL_1, ...
 
 
+def config_label_names(config: Any) -> list[str] | None:
+    """A model config's class names in id order, or None when it has none of its own (no
+    id2label, or transformers' generic LABEL_0, LABEL_1, ...)."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label, key=int)]
+    if not names or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
+def checkpoint_label_names(name_or_path: str | os.PathLike[str]) -> tuple[list[str] | None, int | None]:
+    """(class names, num_labels) stored in a checkpoint's config, read without loading weights;
+    (None, None) when the config cannot be read here (load_model then says why)."""
+    import transformers
+
+    name = os.path.expanduser(resolve_model_name(name_or_path))
+    common: dict[str, Any] = {"local_files_only": True} if not os.path.isdir(name) and _hub_offline() else {}
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **common)
+    except (OSError, ValueError):
+        return None, None
+    return config_label_names(config), getattr(config, "num_labels", None)
+
+
+def reconcile_labels(model_names: list[str] | None, data_names: list[str], *, num_labels: int | None,
+                     new_head: bool) -> list[str]:
+    """The class names in id order a classifier should train with, given the model's own names
+    (None: generic) and the data's.
+
+    The model's order wins when both hold the same names (case-insensitively), so its trained head
+    rows keep their meaning; the data is renumbered to it (`nbkit.core.data.align_labels`).
+    `new_head`: the model is loaded by name, so a different number of classes gets a new head.
+    Different names for the same number of rows is a ModelError: which row is which cannot be known.
+    """
+    folded = sorted(n.casefold() for n in data_names)
+    if model_names is not None and sorted(n.casefold() for n in model_names) == folded:
+        return list(model_names)
+    size_differs = num_labels is not None and num_labels != len(data_names)
+    if model_names is None and not size_differs:
+        return list(data_names)  # a head without names of its own takes the data's
+    if new_head and size_differs:
+        return list(data_names)
+    theirs = ", ".join(model_names) if model_names else f"{num_labels} unnamed classes"
+    if size_differs:
+        raise ModelError(
+            f"the model's head has {num_labels} classes ({theirs}) but the data has "
+            f"{len(data_names)} ({', '.join(data_names)}); load the model with "
+            f"nbkit.load_model(..., labels={list(data_names)!r}) for a new head"
+        )
+    mapping = dict(enumerate(data_names))
+    raise ModelError(
+        f"the model's labels ({theirs}) are not the data's ({', '.join(data_names)}), and which of "
+        "its head's rows means which class cannot be known. Rename the data's label values to the "
+        f"model's, or, if its rows are the data's classes in this order, set "
+        f"model.config.id2label = {mapping!r} and pass (model, tokenizer)"
+    )
+
+
+def set_label_names(model: Any, names: list[str]) -> None:
+    """Write `names` (id order) into the model's config, so the saved checkpoint carries them."""
+    config = model.config
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
+
+
 def load_model(
     name_or_path: str | os.PathLike[str],
     task: str = "sequence-classification",

@@ -23,19 +23,36 @@ def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> Fine
 
 
 def prepare(cfg: FinetuneConfig):
-    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer)."""
-    from ..data import label_names, load_data
-    from ..models import load_model
+    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer).
+
+    A classifier's label names and the data's are reconciled first (`reconcile_labels`): the data
+    follows the model's id order, and the model's config carries the names it will be saved with.
+    """
+    from ..data import align_labels, label_names, load_data
+    from ..models import (checkpoint_label_names, config_label_names, load_model, reconcile_labels,
+                          set_label_names)
 
     is_lm = cfg.task in ("causal-lm", "masked-lm")
     label = None if is_lm else cfg.label
     data = load_data(cfg.data, text=cfg.text, label=label, text_pair=cfg.text_pair,
-                     eval_split=cfg.eval_split, seed=cfg.seed)
+                     eval_split=cfg.eval_split, seed=cfg.seed, allow_rare_labels=cfg.allow_rare_labels)
     names = label_names(data)
+    classify = bool(names) and cfg.task == "sequence-classification"
     if isinstance(cfg.model, tuple):  # (model, tokenizer) as returned by load_model / %nbkit_load
         model, tokenizer = cfg.model
+        config = getattr(model, "config", None)
+        if classify and config is not None:
+            order = reconcile_labels(config_label_names(config), names,
+                                     num_labels=getattr(config, "num_labels", None), new_head=False)
+            data = align_labels(data, order)
+            set_label_names(model, order)
     elif isinstance(cfg.model, str):
-        kwargs = {"labels": names} if names and cfg.task == "sequence-classification" else {}
+        kwargs = {}
+        if classify:
+            theirs, num = checkpoint_label_names(cfg.model)
+            order = reconcile_labels(theirs, names, num_labels=num, new_head=True)
+            data = align_labels(data, order)
+            kwargs = {"labels": order}
         model, tokenizer = load_model(cfg.model, cfg.task, **kwargs)
     else:
         raise ConfigError(
