@@ -29,8 +29,13 @@ def prepare(cfg: FinetuneConfig):
     follows the model's id order, and the model's config carries the names it will be saved with.
     """
     from ..data import align_labels, label_names, load_data
-    from ..models import (checkpoint_label_names, config_label_names, load_model, reconcile_labels,
-                          set_label_names)
+    from ..models import (
+        checkpoint_label_names,
+        config_label_names,
+        load_model,
+        reconcile_labels,
+        set_label_names,
+    )
 
     is_lm = cfg.task in ("causal-lm", "masked-lm")
     label = None if is_lm else cfg.label
