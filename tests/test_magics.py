@@ -468,3 +468,14 @@ def test_a_key_written_twice_in_the_body_is_one_usage_error_naming_it_and_both_l
     # Lines as the notebook numbers them: the %%finetune line is line 1.
     assert message == "key 'lr' is written twice in the cell (lines 3 and 5); keep one of them"
     assert files_under(cwd) == set()
+
+
+def test_dry_run_shows_max_length_capped_at_the_models_positions(ip, tmp_path, tiny_csv, cwd):
+    from nbkit.testing import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "short", kind="bert", max_positions=32)
+    config, cap = dry_run(ip, f"model: {folder}\ndata: {tiny_csv}\n")
+    assert config["max_length"] == 32
+    assert ("# note: max_length 256 is more than BertForSequenceClassification takes (32 positions): "
+            "texts are cut to 32 tokens") in cap.stdout.splitlines()
+    assert files_under(cwd) == set()

@@ -379,6 +379,46 @@ def load_model(
     return model, tokenizer
 
 
+# ------------------------------------------------------------------------------------------ max length
+
+# Models whose position ids start after the padding index: their table holds pad_token_id + 1 rows
+# more than the longest input (RoBERTa: 514 rows for 512 tokens).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")
+# transformers' model_max_length when a tokenizer does not know its model's limit (int(1e30)).
+_NO_LIMIT = 10**8
+
+
+def max_input_length(model: Any, tokenizer: Any = None) -> int | None:
+    """The most tokens `model` takes in one sequence, or None when nothing says.
+
+    The model's position table (config `max_position_embeddings` / `n_positions` ...) is the hard
+    limit: longer inputs fail inside the model (on CUDA, a device-side assert). The tokenizer's
+    `model_max_length` counts too when it is a real number and smaller.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and callable(getattr(config, "get_text_config", None)):
+        config = config.get_text_config()
+    limits = []
+    positions = _config_value(config, "max_positions") if config is not None else None
+    if positions:
+        if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+            positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+        limits.append(positions)
+    told = getattr(tokenizer, "model_max_length", None)
+    if isinstance(told, int) and 0 < told < _NO_LIMIT:
+        limits.append(told)
+    return min(limits) if limits else None
+
+
+def capped_max_length(max_length: int, model: Any, tokenizer: Any = None) -> tuple[int, str | None]:
+    """`(max_length, None)` when the model takes that many tokens, else `(its limit, a one-line note)`."""
+    limit = max_input_length(model, tokenizer)
+    if limit is None or max_length <= limit:
+        return max_length, None
+    return limit, (f"max_length {max_length} is more than {type(model).__name__} takes ({limit} positions): "
+                   f"texts are cut to {limit} tokens")
+
+
 # --------------------------------------------------------------------------------------------- summary
 
 _CONFIG_ALIASES = {

@@ -37,11 +37,13 @@ class FinetunePreview:
     summary: Any  # nbkit.core.models.ModelSummary
     splits: dict[str, int]  # rows per split
     example: dict[str, Any] = field(default_factory=dict)  # text, text_pair, label, tokens
+    notes: list[str] = field(default_factory=list)  # what training will change, e.g. a capped max_length
 
     def config_text(self) -> str:
         import yaml
 
-        return "# resolved config\n" + yaml.safe_dump(self.config, sort_keys=False).rstrip()
+        notes = "".join(f"\n# note: {n}" for n in self.notes)
+        return "# resolved config\n" + yaml.safe_dump(self.config, sort_keys=False).rstrip() + notes
 
     def example_text(self) -> str:
         ex = self.example
@@ -62,15 +64,18 @@ class FinetunePreview:
 
 def preview_finetune(cfg: Any) -> FinetunePreview:
     """Load the data and model of a resolved `FinetuneConfig` and describe them (nothing is written)."""
-    from .models import model_summary
+    from .models import capped_max_length, model_summary
     from .train.finetune import prepare
 
     data, model, tokenizer = prepare(cfg)
+    config = printable_config(cfg)
+    # What fit will do: never more tokens than the model has positions for.
+    config["max_length"], note = capped_max_length(cfg.max_length, model, tokenizer)
     train = data["train"]
     row = train[0]
     # load_data renamed the configured columns to text, text_pair and label.
     text, pair = row["text"], row.get("text_pair")
-    enc = tokenizer(text, pair, truncation=True, max_length=cfg.max_length)
+    enc = tokenizer(text, pair, truncation=True, max_length=config["max_length"])
     example: dict[str, Any] = {
         "text": text,
         "text_pair": pair,
@@ -81,7 +86,8 @@ def preview_finetune(cfg: Any) -> FinetunePreview:
         names = getattr(train.features.get("label"), "names", None)
         example["label"] = names[label] if names and isinstance(label, int) else label
     return FinetunePreview(
-        config=printable_config(cfg),
+        config=config,
+        notes=[note] if note else [],
         summary=model_summary(model),
         splits={name: len(split) for name, split in data.items()},
         example=example,

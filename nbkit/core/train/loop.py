@@ -54,6 +54,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     if resume_from is not None:
         options["run_dir"] = str(resume_from)
     cfg = build_config(TrainConfig, options)
+    cfg.max_length = _cap_max_length(cfg.max_length, model, tokenizer)
     loop = _Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                  loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
                  progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
@@ -65,6 +66,16 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     else:
         loop.execute()
     return run
+
+
+def _cap_max_length(max_length: int, model, tokenizer) -> int:
+    """Texts longer than the model's position table would fail inside it at step 1 (issue 12)."""
+    from ..models import capped_max_length
+
+    capped, note = capped_max_length(max_length, model, tokenizer)
+    if note:
+        print(f"nbkit: {note}")
+    return capped
 
 
 def _precision(requested: str) -> str:
