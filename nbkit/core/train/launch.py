@@ -257,9 +257,8 @@ def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: b
         observers.append(_progress_observer())
     observers.extend(callbacks)
     run = ProcessRun(run_dir=run_dir, name=name, config=config, command=command, observers=observers)
-    if not background:
-        if not run._join_foreground() and run.error is not None:
-            raise run.error
+    if not background and not run._join_foreground() and run.error is not None:
+        raise run.error
     return run
 
 
