@@ -219,3 +219,22 @@ def test_a_model_with_other_label_names_is_an_error_naming_both():
     three, tok = tiny_bert(num_labels=3)
     with pytest.raises(ModelError, match=r"the model's head has 3 classes \(3 unnamed classes\) but the data has 2"):
         prepare(resolve_config(model=(three, tok), data=_labelled_frame()))
+
+
+def test_a_model_object_is_trained_in_place_and_says_so(tmp_path, capsys):
+    # Issue 12, Build 9: `model: $model` / finetune(model=(model, tok)) across a sweep.
+    from nbkit.testing import tiny_bert
+
+    model, tok = tiny_bert()
+    df = _labelled_frame()
+    first = nbkit.finetune((model, tok), df, max_steps=1, batch_size=8, name="a", run_dir=tmp_path / "a",
+                           progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("nbkit: training your BertForSequenceClassification in place (run.model is that "
+                      "object); for a fresh start each run, load it again or pass a copy (copy.deepcopy)")
+    assert first.model is model
+    nbkit.finetune((model, tok), df, max_steps=1, batch_size=8, name="b", run_dir=tmp_path / "b", progress=False)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "nbkit: training your BertForSequenceClassification in place (run.model is that object); it was "
+        "already trained by run 'a', so this run starts from those weights; for a fresh start each run, "
+        "load it again or pass a copy (copy.deepcopy)")

@@ -26,7 +26,8 @@ _FINETUNE_EPILOG = f"""\
 The cell body is YAML with the keys below (read with yaml.safe_load: nothing is evaluated; a key
 written twice is an error).
 A value "$name" is the notebook variable `name`, e.g. a DataFrame (data: $df) or a
-(model, tokenizer) pair from %nbkit_load (model: $model); nothing else is interpolated.
+(model, tokenizer) pair from %nbkit_load (model: $model, trained in place); nothing else is
+interpolated.
 
   %%finetune --name demo
   model: minilm

@@ -109,7 +109,26 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
     train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
     if train_opts["name"] is None and isinstance(cfg.model, str):
         train_opts["name"] = Path(cfg.model).name or cfg.model
-    return fit(net, ds["train"], ds.get("eval"),
-               test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
-               callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
-               config_extra=extra, stop_file=stop_file, **train_opts)
+    if isinstance(cfg.model, tuple):
+        print(f"nbkit: {in_place_note(net)}")
+    run = fit(net, ds["train"], ds.get("eval"),
+              test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
+              callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
+              config_extra=extra, stop_file=stop_file, **train_opts)
+    if isinstance(cfg.model, tuple):
+        net._nbkit_trained_by = run.name  # what the next run's note says
+    return run
+
+
+def in_place_note(model: Any) -> str:
+    """The one line `finetune` prints for a user's model object: it trains that object in place.
+
+    In place, not a copy: a copy would hold the weights twice (and Adam's state on top), which a
+    1-2 GB notebook or an LLM cannot spare, and `fit`, Trainer and plain PyTorch all train in place.
+    Across a sweep the next run would then start from this one's weights, so the note says so.
+    """
+    earlier = getattr(model, "_nbkit_trained_by", None)
+    where = (f"; it was already trained by run {earlier!r}, so this run starts from those weights"
+             if earlier else "")
+    return (f"training your {type(model).__name__} in place (run.model is that object){where}; "
+            "for a fresh start each run, load it again or pass a copy (copy.deepcopy)")
