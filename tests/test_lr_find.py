@@ -55,3 +55,16 @@ def test_bad_ranges_are_rejected(tmp_path):
         lr_find(model, topic_data(16), tokenizer=tok, start_lr=1.0, end_lr=1e-3, progress=False)
     with pytest.raises(ConfigError, match="num_steps"):
         lr_find(model, topic_data(16), tokenizer=tok, num_steps=2, progress=False)
+
+
+def test_texts_longer_than_the_models_positions_are_cut_with_a_note(tmp_path, capsys):
+    model, tok = tiny_bert(max_positions=16)
+    tok.model_max_length = int(1e30)  # only the model's position table knows
+    rng = random.Random(1)
+    data = datasets.Dataset.from_dict({"text": [" ".join(rng.choices(WORDS, k=40)) for _ in range(32)],
+                                       "label": [i % 2 for i in range(32)]})
+    res = lr_find(model, data, tokenizer=tok, num_steps=5, batch_size=8, run_dir=tmp_path / "lr", progress=False)
+    assert len(res.lrs) == 5
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "nbkit: max_length 256 is more than BertForSequenceClassification takes (16 positions): texts are "
+        "cut to 16 tokens")

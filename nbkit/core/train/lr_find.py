@@ -83,6 +83,7 @@ def lr_find(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, collate
 
     from .loop import (
         _accelerator,
+        _cap_max_length,
         _default_name,
         _model_kind,
         _new_run_dir,
@@ -98,6 +99,7 @@ def lr_find(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, collate
     kind = _model_kind(model)
     if kind == "module" and loss_fn is None:
         raise ConfigError("a plain torch module returns no loss: pass loss_fn=...")
+    max_length = _cap_max_length(max_length, model, tokenizer)  # never more tokens than positions
     loader, order = make_loader(data, tokenizer=tokenizer, collate_fn=collate_fn, batch_size=batch_size,
                                 shuffle=True, seed=seed, group_by_length=False, max_length=max_length,
                                 lm_labels=kind == "causal-lm", seq2seq=kind == "seq2seq")
