@@ -63,8 +63,9 @@ def test_texts_longer_than_the_models_positions_are_cut_with_a_note(tmp_path, ca
     rng = random.Random(1)
     data = datasets.Dataset.from_dict({"text": [" ".join(rng.choices(WORDS, k=40)) for _ in range(32)],
                                        "label": [i % 2 for i in range(32)]})
-    res = lr_find(model, data, tokenizer=tok, num_steps=5, batch_size=8, run_dir=tmp_path / "lr", progress=False)
+    res = lr_find(model, data, tokenizer=tok, num_steps=5, batch_size=8, max_length=64, run_dir=tmp_path / "lr",
+                  progress=False)
     assert len(res.lrs) == 5
     assert capsys.readouterr().out.splitlines()[0] == (
-        "nbkit: max_length 256 is more than BertForSequenceClassification takes (16 positions): texts are "
+        "nbkit: max_length 64 is more than BertForSequenceClassification takes (16 positions): texts are "
         "cut to 16 tokens")

@@ -479,3 +479,17 @@ def test_dry_run_shows_max_length_capped_at_the_models_positions(ip, tmp_path, t
     assert ("# note: max_length 256 is more than BertForSequenceClassification takes (32 positions): "
             "texts are cut to 32 tokens") in cap.stdout.splitlines()
     assert files_under(cwd) == set()
+
+
+def test_a_typo_in_one_label_value_is_one_usage_error_before_any_model_loads(ip, tmp_path, cwd):
+    # Issue 12, scenario 3: `postive` once next to 600 `positive` became a third class.
+    import pandas as pd
+
+    labels = ["positive"] * 600 + ["negative"] * 600 + ["postive"]
+    path = tmp_path / "typo.csv"
+    pd.DataFrame({"text": [f"review {i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
+    message = usage_error(ip, "", f"model: /no/such/model\ndata: {path}\n")  # data is checked first
+    assert message.startswith("label 'postive' has 1 row in column 'label' and its name is close to "
+                              "'positive' (600 rows)")
+    assert "allow_rare_labels: true" in message
+    assert files_under(cwd) == set()

@@ -501,3 +501,15 @@ def test_max_input_length_reads_the_position_table_and_a_real_tokenizer_limit():
         32, "max_length 256 is more than BertForSequenceClassification takes (32 positions): texts are "
             "cut to 32 tokens")
     assert models.capped_max_length(32, bert) == (32, None)
+
+
+def test_reconcile_labels_keeps_the_models_order_or_says_why_not():
+    assert models.reconcile_labels(["pos", "neg"], ["neg", "pos"], num_labels=2, new_head=False) == ["pos", "neg"]
+    assert models.reconcile_labels(["POS", "NEG"], ["neg", "pos"], num_labels=2, new_head=False) == ["POS", "NEG"]
+    assert models.reconcile_labels(None, ["neg", "pos"], num_labels=2, new_head=False) == ["neg", "pos"]
+    # Loaded by name with another number of classes: a new head takes the data's names.
+    assert models.reconcile_labels(["a", "b", "c"], ["neg", "pos"], num_labels=3, new_head=True) == ["neg", "pos"]
+    with pytest.raises(models.ModelError, match=r"^the model's labels \(a, b\) are not the data's \(neg, pos\)"):
+        models.reconcile_labels(["a", "b"], ["neg", "pos"], num_labels=2, new_head=True)
+    with pytest.raises(models.ModelError, match=r"^the model's head has 3 classes \(a, b, c\) but the data has 2"):
+        models.reconcile_labels(["a", "b", "c"], ["neg", "pos"], num_labels=3, new_head=False)

@@ -55,7 +55,8 @@ class TrainConfig:
     group_by_length: bool | None = _opt(
         None, "batch texts of similar length together (default: on for text data)", bool
     )
-    max_length: int = _opt(256, "truncate tokenized texts to this many tokens", int, min=2)
+    max_length: int = _opt(256, "truncate tokenized texts to this many tokens (at most the model's positions)",
+                           int, min=2)
     eval_every: int | None = _opt(None, "evaluate every N steps (default: at each epoch end)", int, min=1)
     metrics: list = _opt([], "eval metrics: accuracy, f1 (macro), perplexity", list, choices=METRICS)
     best_metric: str = _opt("eval_loss", "metric that picks the best checkpoint", str)

@@ -479,9 +479,10 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
     return prev[-1]
 
 
-def align_labels(data: datasets.DatasetDict, names: list[str]) -> datasets.DatasetDict:
-    """Renumber the ``label`` ClassLabel of every split to the id order of ``names`` (a model's
-    id2label holding the same names, compared case-insensitively); the rows keep their meaning."""
+def align_labels(data: Any, names: list[str]) -> Any:
+    """Renumber the ``label`` ClassLabel of a ``Dataset`` (or of every split of a ``DatasetDict``)
+    to the id order of ``names`` (a model's id2label holding the same names, compared
+    case-insensitively); the rows keep their meaning."""
     import datasets
 
     old = label_names(data)
@@ -494,13 +495,15 @@ def align_labels(data: datasets.DatasetDict, names: list[str]) -> datasets.Datas
         batch["label"] = [lookup[i] if i is not None and i >= 0 else i for i in batch["label"]]
         return batch
 
-    out = {}
+    def one(ds: datasets.Dataset) -> datasets.Dataset:
+        features = ds.features.copy()
+        features["label"] = datasets.ClassLabel(names=list(names))
+        return ds.map(remap, batched=True, features=features)
+
     with _quiet():
-        for split, ds in data.items():
-            features = ds.features.copy()
-            features["label"] = datasets.ClassLabel(names=list(names))
-            out[split] = ds.map(remap, batched=True, features=features)
-    return datasets.DatasetDict(out)
+        if isinstance(data, datasets.DatasetDict):
+            return datasets.DatasetDict({split: one(ds) for split, ds in data.items()})
+        return one(data)
 
 
 def _check_classes(splits: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -288,6 +288,24 @@ def reconcile_labels(model_names: list[str] | None, data_names: list[str], *, nu
     )
 
 
+def reconcile_model_labels(model: Any, *data: Any) -> tuple[Any, ...]:
+    """For `fit(model, train, eval, test=...)`: when `model` is a Hugging Face sequence classifier and
+    the data are `datasets.Dataset`s with a ClassLabel, reconcile their names (`reconcile_labels`),
+    write them into the model's config and return the data renumbered to the model's ids; anything
+    else is returned unchanged."""
+    from .data import align_labels, label_names
+
+    config = getattr(model, "config", None)
+    names = label_names(data[0]) if type(data[0]).__module__.startswith("datasets") else None
+    if config is None or not names or not type(model).__name__.endswith("ForSequenceClassification"):
+        return data
+    order = reconcile_labels(config_label_names(config), names, num_labels=getattr(config, "num_labels", None),
+                             new_head=False)
+    set_label_names(model, order)
+    return tuple(align_labels(d, order) if type(d).__module__.startswith("datasets") and label_names(d) == names
+                 else d for d in data)
+
+
 def set_label_names(model: Any, names: list[str]) -> None:
     """Write `names` (id order) into the model's config, so the saved checkpoint carries them."""
     config = model.config

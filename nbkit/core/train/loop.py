@@ -55,6 +55,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         options["run_dir"] = str(resume_from)
     cfg = build_config(TrainConfig, options)
     cfg.max_length = _cap_max_length(cfg.max_length, model, tokenizer)
+    train, eval, test = _reconcile_labels(model, train, eval, test)
     loop = _Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                  loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
                  progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
@@ -69,13 +70,22 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
 
 
 def _cap_max_length(max_length: int, model, tokenizer) -> int:
-    """Texts longer than the model's position table would fail inside it at step 1 (issue 12)."""
+    """Texts longer than the model's position table would fail inside it at step 1 (issue 12). The
+    default follows the model quietly; a value the user chose gets a one-line note."""
     from ..models import capped_max_length
 
     capped, note = capped_max_length(max_length, model, tokenizer)
-    if note:
+    if note and max_length != TrainConfig.max_length:
         print(f"nbkit: {note}")
     return capped
+
+
+def _reconcile_labels(model, train, eval, test):
+    """The model's label names and the data's agree before training, and the checkpoint carries
+    them: otherwise predictions after reloading can be swapped (issue 12)."""
+    from ..models import reconcile_model_labels
+
+    return reconcile_model_labels(model, train, eval, test)
 
 
 def _precision(requested: str) -> str:

@@ -9,7 +9,7 @@ Started by a notebook (`NBKIT_NOTEBOOK_PID` set), a worker never outlives it: Li
 with its launcher (`PR_SET_PDEATHSIG`; the launcher is the parent under `accelerate launch` and
 `torchrun`), and a watchdog thread on the notebook's pid, which works on any OS, stops the run at
 the next step boundary when the notebook is gone (a checkpoint is saved) and ends the process
-`ORPHAN_GRACE` seconds later whatever it is doing.
+`ORPHAN_GRACE` seconds later (`NBKIT_ORPHAN_GRACE` in the environment), whatever it is doing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 EXIT_CODES = {"finished": 0, "stopped": 0}  # a stop is a clean end: launchers must not see a crash
 ORPHAN_EXIT = 3  # the notebook went away and the run did not stop in time
-ORPHAN_GRACE = 10.0  # seconds from the notebook's end to a forced exit
+ORPHAN_GRACE = 10.0  # seconds from the notebook's end to a forced exit (env NBKIT_ORPHAN_GRACE)
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(NOTEBOOK_PID_ENV):
         die_with_parent()
         watch_notebook(int(os.environ[NOTEBOOK_PID_ENV]), float(os.environ.get(NOTEBOOK_START_ENV) or 0),
-                       stop_file)
+                       stop_file, grace=float(os.environ.get("NBKIT_ORPHAN_GRACE") or ORPHAN_GRACE))
     rank = os.environ.get("RANK", "0")
     _tee_output(args.run_dir / LOG_DIR / f"rank-{rank}.log")
     try:
