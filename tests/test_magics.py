@@ -475,9 +475,11 @@ def test_dry_run_shows_max_length_capped_at_the_models_positions(ip, tmp_path, t
 
     folder = save_tiny_model(tmp_path / "short", kind="bert", max_positions=32)
     config, cap = dry_run(ip, f"model: {folder}\ndata: {tiny_csv}\n")
-    assert config["max_length"] == 32
+    assert config["max_length"] == 256  # as resolved, the same as Python and the CLI show
+    lines = cap.stdout.splitlines()
     assert ("# note: max_length 256 is more than BertForSequenceClassification takes (32 positions): "
-            "texts are cut to 32 tokens") in cap.stdout.splitlines()
+            "texts are cut to 32 tokens") in lines
+    assert next(x for x in lines if x.startswith("tokens (")).split(":")[0].endswith("of max_length 32)")
     assert files_under(cwd) == set()
 
 
