@@ -27,6 +27,7 @@ EXIT_CODES = {"finished": 0, "stopped": 0}  # a stop is a clean end: launchers m
 ORPHAN_EXIT = 3  # the notebook went away and the run did not stop in time
 ORPHAN_GRACE = 10.0  # seconds from the notebook's end to a forced exit (env NBKIT_ORPHAN_GRACE)
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_orphaned = threading.Event()  # set by the watchdog once the notebook is gone
 
 
 def load_run_config(run_dir: Path) -> dict:
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         traceback.print_exc()  # into this rank's log, where the notebook looks for it
         raise
-    return EXIT_CODES.get(run.status, 1)
+    code = EXIT_CODES.get(run.status, 1)
+    if _orphaned.is_set():
+        # Nobody waits for a tidy exit, and the interpreter's teardown (torch, gloo) takes seconds
+        # on a busy machine: every file is written and closed by now, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
@@ -109,6 +117,7 @@ def watch_notebook(pid: int, started: float, stop_file: Path, *, every: float = 
     def watch() -> None:
         while _alive(pid, started):
             threading.Event().wait(every)
+        _orphaned.set()
         with contextlib.suppress(OSError):
             stop_file.write_text(f"the notebook (pid {pid}) ended")
         print(f"nbkit worker: the notebook (pid {pid}) ended; stopping", file=sys.stderr, flush=True)
