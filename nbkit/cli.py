@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -26,17 +25,13 @@ def _parse_sets(pairs: list[str]) -> dict:
 def _finetune(args) -> int:
     import yaml
 
-    from nbkit.core.config import ConfigError
+    from nbkit.core.config import ConfigError, read_config
     from nbkit.core.train.finetune import finetune, resolve_config
 
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-    except FileNotFoundError:
-        raise SystemExit(f"nbkit: config file {args.config} not found") from None
-    except yaml.YAMLError as exc:
-        raise SystemExit(f"nbkit: {args.config} is not valid YAML: {exc}") from None
-    if not isinstance(config, dict):
-        raise SystemExit(f"nbkit: {args.config} must be a mapping of config keys, e.g. 'model: minilm'")
+        config = read_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"nbkit: {exc}") from None
     config.update(_parse_sets(args.set))
     if args.run_dir:
         config["run_dir"] = args.run_dir

@@ -114,3 +114,47 @@ def test_help_shows_the_trainer_aliases():
     assert "alias num_train_epochs" in lines["epochs"]
     assert "alias warmup_steps, warmup_ratio" in lines["warmup"]
     assert "alias per_device_train_batch_size" in lines["batch_size"]
+# --- a key written twice (issue 12, scenario 8) --------------------------------------------------
+
+DOUBLE_LR = "epochs: 2\nlr: 1e-4\nbatch_size: 8\nlr: 3e-4\n"
+
+
+def test_a_key_written_twice_is_an_error_naming_it_and_both_lines():
+    from nbkit.core.config import load_yaml
+
+    with pytest.raises(ConfigError) as err:
+        load_yaml(DOUBLE_LR, where="cfg.yaml")
+    assert str(err.value) == "key 'lr' is written twice in cfg.yaml (lines 2 and 4); keep one of them"
+    with pytest.raises(ConfigError, match=r"key 'x' is written twice in the config \(lines 1 and 1\)"):
+        load_yaml("m: {x: 1, x: 2}")  # a flow mapping on one line, nested
+
+
+def test_load_yaml_is_safe_load_otherwise():
+    from nbkit.core.config import load_yaml
+
+    text = "a: 1\nb: [x, {c: 2}]\nbase: &b {x: 1}\nd:\n  <<: *b\n  x: 2\ne: 5e-5\n"
+    assert load_yaml(text) == yaml.safe_load(text)  # merges may override, 5e-5 stays YAML 1.1's str
+    with pytest.raises(yaml.constructor.ConstructorError):
+        load_yaml("x: !!python/object/apply:os.system ['true']")  # nothing is evaluated
+
+
+def test_a_config_file_with_a_key_twice_fails_in_python_and_the_cli(tmp_path, capsys):
+    from nbkit.cli import main
+    from nbkit.core.config import read_config
+    from nbkit.core.train.finetune import finetune
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(DOUBLE_LR)
+    expected = f"key 'lr' is written twice in {path} (lines 2 and 4); keep one of them"
+    with pytest.raises(ConfigError) as err:
+        read_config(path)
+    assert str(err.value) == expected
+    with pytest.raises(ConfigError) as err:
+        finetune(config=path)  # before anything is loaded
+    assert str(err.value) == expected
+    with pytest.raises(SystemExit) as done:
+        main(["finetune", str(path), "--run-dir", str(tmp_path / "run")])
+    assert str(done.value) == f"nbkit: {expected}"
+    assert not (tmp_path / "run").exists()
+    path.write_text("epochs: 2\nlr: 3e-4\n")
+    assert read_config(path) == {"epochs": 2, "lr": "3e-4"}  # as safe_load reads it; build_config coerces

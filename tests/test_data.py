@@ -545,3 +545,64 @@ def test_load_split_maps_labels_to_the_models_classes():
     assert load_split([("x", "pos")], with_labels=False).column_names == ["text"]
     with pytest.raises(DataError, match="text labels .* but the model has no class names"):
         load_split([("x", "pos")])
+# --- a typo'd label value (issue 12, scenario 3) --------------------------------------------------
+
+
+def typo_frame(typo: str = "postive", n: int = 600) -> pd.DataFrame:
+    labels = ["positive"] * n + ["negative"] * n + [typo]
+    return pd.DataFrame({"text": [f"review {i}" for i in range(len(labels))], "label": labels})
+
+
+def test_a_rare_label_close_to_a_big_one_is_an_error_naming_both_and_their_counts(tmp_path):
+    path = tmp_path / "reviews.csv"
+    typo_frame().to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "label 'postive' has 1 row in column 'label' and its name is close to 'positive' (600 rows): a "
+        "typo would become a class of its own. Fix the value (e.g. df['label'].replace({'postive': "
+        "'positive'})), or pass allow_rare_labels=True (config key allow_rare_labels: true) if it is a "
+        "class on purpose"
+    )
+
+
+@pytest.mark.parametrize("typo", ["Positive", " positive ", "positive_", "negatvie", "posittive"])
+def test_case_spacing_and_small_edits_are_caught(typo):
+    with pytest.raises(DataError, match=f"label {typo!r} has 1 row"):
+        load_data(typo_frame(typo, n=100))
+
+
+def test_counts_add_up_over_the_splits():
+    train = typo_frame(n=100)
+    test = pd.DataFrame({"text": ["a", "b", "c"], "label": ["postive", "positive", "negative"]})
+    with pytest.raises(DataError, match=r"'postive' has 2 rows .* 'positive' \(101 rows\)"):
+        load_data(datasets.DatasetDict({"train": datasets.Dataset.from_pandas(train),
+                                        "test": datasets.Dataset.from_pandas(test)}))
+
+
+def test_allow_rare_labels_keeps_the_class():
+    ds = load_data(typo_frame(), allow_rare_labels=True, eval_split=0)
+    assert label_names(ds) == ["negative", "positive", "postive"]
+    assert Counter(ds["train"]["label"]) == {0: 600, 1: 600, 2: 1}
+
+
+@pytest.mark.parametrize("labels", [
+    ["cat"] * 300 + ["car"] * 30,  # 10% of the other: a class, not a typo
+    ["class1"] * 300 + ["class2"],  # numbered classes
+    ["positive"] * 300 + ["negative"],  # far apart
+])
+def test_rare_but_distinct_labels_are_kept(labels):
+    df = pd.DataFrame({"text": [f"t {i}" for i in range(len(labels))], "label": labels})
+    assert label_names(load_data(df, eval_split=0)) == sorted(set(labels))
+
+
+def test_align_labels_renumbers_to_the_models_order():
+    from nbkit.core.data import align_labels
+
+    ds = load_data(frame(), eval_split=0)  # names sorted: neg = 0, pos = 1
+    before = dict(zip(ds["train"]["text"], ds["train"].features["label"].int2str(ds["train"]["label"]),
+                      strict=True))
+    out = align_labels(ds, ["POS", "NEG"])  # a model's names, another case
+    assert label_names(out) == ["POS", "NEG"]
+    after = dict(zip(out["train"]["text"], out["train"]["label"], strict=True))
+    assert after == {t: 0 if name == "pos" else 1 for t, name in before.items()}

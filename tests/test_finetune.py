@@ -147,3 +147,94 @@ def test_minilm_on_the_sample_data_beats_85_percent(tmp_path):
         torch.set_num_threads(1)
     assert run.status == "finished"
     assert run.metrics["test_accuracy"] > 0.85
+
+
+# --- label names: the model's and the data's (issue 12, scenario 3 / Build 3) ----------------------
+
+
+def _labelled_frame(n: int = 48) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = WORDS[20:60] if label == "neg" else WORDS[60:100]
+        rows.append({"text": " ".join(words[(i * 7 + k) % 40] for k in range(3 + i % 9)), "label": label})
+    return pd.DataFrame(rows)
+
+
+def _predicted_names(model, tokenizer, texts):
+    import torch
+
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    return [model.config.id2label[int(k)] for k in logits.argmax(-1)]
+
+
+def test_a_models_own_label_order_wins_and_predictions_after_reload_are_not_swapped(tmp_path):
+    from nbkit.testing import tiny_bert
+
+    model, tok = tiny_bert()
+    model.config.id2label, model.config.label2id = {0: "pos", 1: "neg"}, {"pos": 0, "neg": 1}
+    folder = tmp_path / "pos-first"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    df = _labelled_frame()
+    texts = list(df["text"][:16])
+    before = _predicted_names(model, tok, texts)
+    # lr so small the weights stay put: the head's row 0 still means "pos" after training.
+    run = nbkit.finetune(str(folder), df, max_steps=1, lr=1e-12, batch_size=8, eval_split=0.2,
+                         run_dir=tmp_path / "run", progress=False)
+    assert run.status == "finished"
+    reloaded = nbkit.Run.load(tmp_path / "run")
+    assert reloaded.model.config.id2label == {0: "pos", 1: "neg"}
+    assert list(reloaded.predict(texts)["label"]) == before
+
+
+def test_data_follows_the_models_ids_and_a_generic_head_takes_the_datas_names():
+    from nbkit.core.train.finetune import prepare, resolve_config
+    from nbkit.testing import tiny_bert
+
+    df = _labelled_frame()
+    model, tok = tiny_bert()
+    model.config.id2label = {0: "pos", 1: "neg"}
+    data, _, _ = prepare(resolve_config(model=(model, tok), data=df, eval_split=0))
+    assert data["train"].features["label"].names == ["pos", "neg"]
+    ids = dict(zip(data["train"]["text"], data["train"]["label"], strict=True))
+    assert ids == {t: (0 if y == "pos" else 1) for t, y in zip(df["text"], df["label"], strict=True)}
+    generic, tok = tiny_bert()  # LABEL_0, LABEL_1
+    prepare(resolve_config(model=(generic, tok), data=df, eval_split=0))
+    assert generic.config.id2label == {0: "neg", 1: "pos"} and generic.config.label2id == {"neg": 0, "pos": 1}
+
+
+def test_a_model_with_other_label_names_is_an_error_naming_both():
+    from nbkit.core.models import ModelError
+    from nbkit.core.train.finetune import prepare, resolve_config
+    from nbkit.testing import tiny_bert
+
+    model, tok = tiny_bert()
+    model.config.id2label = {0: "NEGATIVE", 1: "POSITIVE"}
+    with pytest.raises(ModelError) as err:
+        prepare(resolve_config(model=(model, tok), data=_labelled_frame()))
+    assert str(err.value).startswith("the model's labels (NEGATIVE, POSITIVE) are not the data's (neg, pos)")
+    assert "model.config.id2label = {0: 'neg', 1: 'pos'}" in str(err.value)
+    three, tok = tiny_bert(num_labels=3)
+    with pytest.raises(ModelError, match=r"the model's head has 3 classes \(3 unnamed classes\) but the data has 2"):
+        prepare(resolve_config(model=(three, tok), data=_labelled_frame()))
+
+
+def test_a_model_object_is_trained_in_place_and_says_so(tmp_path, capsys):
+    # Issue 12, Build 9: `model: $model` / finetune(model=(model, tok)) across a sweep.
+    from nbkit.testing import tiny_bert
+
+    model, tok = tiny_bert()
+    df = _labelled_frame()
+    first = nbkit.finetune((model, tok), df, max_steps=1, batch_size=8, name="a", run_dir=tmp_path / "a",
+                           progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("nbkit: training your BertForSequenceClassification in place (run.model is that "
+                      "object); for a fresh start each run, load it again or pass a copy (copy.deepcopy)")
+    assert first.model is model
+    nbkit.finetune((model, tok), df, max_steps=1, batch_size=8, name="b", run_dir=tmp_path / "b", progress=False)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "nbkit: training your BertForSequenceClassification in place (run.model is that object); it was "
+        "already trained by run 'a', so this run starts from those weights; for a fresh start each run, "
+        "load it again or pass a copy (copy.deepcopy)")

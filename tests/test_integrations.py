@@ -188,3 +188,40 @@ def test_integrations_imports_no_notebook_ui():
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _raise_at_2(event, run):
+    if event.kind == "step" and event.step == 2:
+        raise _Boom("bad batch")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+def test_a_train_that_raises_restores_the_handler_and_ends_the_run(tmp_path):
+    # Issue 12, Build 12: before, our handler stayed installed and swallowed every later Ctrl-C.
+    before = signal.getsignal(signal.SIGINT)
+    cb = TrainerCallback(observers=[_raise_at_2])
+    trainer = _trainer(tmp_path, cb)
+    with pytest.raises(_Boom):
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert (cb.run.status, cb.run.done) == ("failed", True)
+    assert (cb.run.events[-1].kind, cb.run.events[-1].message) == ("run_end", "_Boom: bad batch")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self")
+def test_after_a_raise_with_add_callback_ctrl_c_is_an_interrupt_again(tmp_path):
+    # add_callback: no on_init_end, so no guard on train(); the handler steps aside by itself.
+    before = signal.getsignal(signal.SIGINT)
+    cb = TrainerCallback(observers=[_raise_at_2])
+    trainer = _trainer(tmp_path, TrainerCallback(handle_interrupt=False))
+    trainer.add_callback(cb)
+    with pytest.raises(_Boom):
+        trainer.train()
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait(5)  # the handler runs at the next bytecode; never reached
+    assert signal.getsignal(signal.SIGINT) is before

@@ -82,3 +82,15 @@ def test_lr_find_leaves_no_trace(tmp_path):
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+def test_texts_longer_than_the_models_positions_are_cut_with_a_note(tmp_path, capsys):
+    model, tok = tiny_bert(max_positions=16)
+    tok.model_max_length = int(1e30)  # only the model's position table knows
+    rng = random.Random(1)
+    data = datasets.Dataset.from_dict({"text": [" ".join(rng.choices(WORDS, k=40)) for _ in range(32)],
+                                       "label": [i % 2 for i in range(32)]})
+    res = lr_find(model, data, tokenizer=tok, num_steps=5, batch_size=8, max_length=64, run_dir=tmp_path / "lr",
+                  progress=False)
+    assert len(res.lrs) == 5
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "nbkit: max_length 64 is more than BertForSequenceClassification takes (16 positions): texts are "
+        "cut to 16 tokens")

@@ -484,3 +484,36 @@ def test_trainer_names_work_in_the_magic_and_the_cli(ip, tiny_bert_dir, tiny_csv
     assert "alias learning_rate" in lr_line
     ip.run_line_magic("finetune", "--help")
     assert "alias learning_rate" in capsys.readouterr().out
+def test_a_key_written_twice_in_the_body_is_one_usage_error_naming_it_and_both_lines(ip, cwd):
+    body = "epochs: 2\nlr: 1e-4\nbatch_size: 8\nlr: 3e-4\n"
+    message = usage_error(ip, "", body)
+    # Lines as the notebook numbers them: the %%finetune line is line 1.
+    assert message == "key 'lr' is written twice in the cell (lines 3 and 5); keep one of them"
+    assert files_under(cwd) == set()
+
+
+def test_dry_run_shows_max_length_capped_at_the_models_positions(ip, tmp_path, tiny_csv, cwd):
+    from nbkit.testing import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "short", kind="bert", max_positions=32)
+    config, cap = dry_run(ip, f"model: {folder}\ndata: {tiny_csv}\n")
+    assert config["max_length"] == 256  # as resolved, the same as Python and the CLI show
+    lines = cap.stdout.splitlines()
+    assert ("# note: max_length 256 is more than BertForSequenceClassification takes (32 positions): "
+            "texts are cut to 32 tokens") in lines
+    assert next(x for x in lines if x.startswith("tokens (")).split(":")[0].endswith("of max_length 32)")
+    assert files_under(cwd) == set()
+
+
+def test_a_typo_in_one_label_value_is_one_usage_error_before_any_model_loads(ip, tmp_path, cwd):
+    # Issue 12, scenario 3: `postive` once next to 600 `positive` became a third class.
+    import pandas as pd
+
+    labels = ["positive"] * 600 + ["negative"] * 600 + ["postive"]
+    path = tmp_path / "typo.csv"
+    pd.DataFrame({"text": [f"review {i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
+    message = usage_error(ip, "", f"model: /no/such/model\ndata: {path}\n")  # data is checked first
+    assert message.startswith("label 'postive' has 1 row in column 'label' and its name is close to "
+                              "'positive' (600 rows)")
+    assert "allow_rare_labels: true" in message
+    assert files_under(cwd) == set()

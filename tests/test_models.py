@@ -478,3 +478,38 @@ def test_minilm_known_properties():
     assert cls_row.norm().item() == pytest.approx(
         1.5457208, abs=1e-5
     )  # measured once, fixed weights
+
+
+# --- the longest input a model takes (issue 12, scenario 4) ---------------------------------------
+
+
+def test_max_input_length_reads_the_position_table_and_a_real_tokenizer_limit():
+    from transformers import GPT2Config, RobertaConfig
+
+    bert, tok = nbt.tiny_bert(max_positions=32)
+    assert models.max_input_length(bert) == 32
+    tok.model_max_length = 16  # a real, smaller limit counts
+    assert models.max_input_length(bert, tok) == 16
+    tok.model_max_length = int(1e30)  # transformers' "unknown": ignored
+    assert models.max_input_length(bert, tok) == 32
+    gpt2 = types.SimpleNamespace(config=GPT2Config(n_positions=64))
+    assert models.max_input_length(gpt2) == 64
+    roberta = types.SimpleNamespace(config=RobertaConfig(max_position_embeddings=514, pad_token_id=1))
+    assert models.max_input_length(roberta) == 512  # positions start after the padding index
+    assert models.max_input_length(nn.Linear(2, 2)) is None
+    assert models.capped_max_length(256, bert) == (
+        32, "max_length 256 is more than BertForSequenceClassification takes (32 positions): texts are "
+            "cut to 32 tokens")
+    assert models.capped_max_length(32, bert) == (32, None)
+
+
+def test_reconcile_labels_keeps_the_models_order_or_says_why_not():
+    assert models.reconcile_labels(["pos", "neg"], ["neg", "pos"], num_labels=2, new_head=False) == ["pos", "neg"]
+    assert models.reconcile_labels(["POS", "NEG"], ["neg", "pos"], num_labels=2, new_head=False) == ["POS", "NEG"]
+    assert models.reconcile_labels(None, ["neg", "pos"], num_labels=2, new_head=False) == ["neg", "pos"]
+    # Loaded by name with another number of classes: a new head takes the data's names.
+    assert models.reconcile_labels(["a", "b", "c"], ["neg", "pos"], num_labels=3, new_head=True) == ["neg", "pos"]
+    with pytest.raises(models.ModelError, match=r"^the model's labels \(a, b\) are not the data's \(neg, pos\)"):
+        models.reconcile_labels(["a", "b"], ["neg", "pos"], num_labels=2, new_head=True)
+    with pytest.raises(models.ModelError, match=r"^the model's head has 3 classes \(a, b, c\) but the data has 2"):
+        models.reconcile_labels(["a", "b", "c"], ["neg", "pos"], num_labels=3, new_head=False)

@@ -400,3 +400,44 @@ def test_killed_run_leaves_readable_log_and_loadable_checkpoint(tmp_path):
 
     loaded, tok = load_model(str(run.last_checkpoint))
     assert tok is not None and loaded.config.num_labels == 2
+
+
+def test_texts_longer_than_the_models_positions_are_cut_with_a_note(tmp_path, capsys):
+    # Issue 12, scenario 4: 80-word texts, a model with 32 positions and a tokenizer that does not
+    # know it; before, step 1 failed inside the model ("The size of tensor a (82) must match ... (32)").
+    model, tok = tiny_bert(max_positions=32)
+    tok.model_max_length = int(1e30)
+    rng = random.Random(0)
+    rows = {"text": [" ".join(rng.choices(WORDS, k=80)) for _ in range(16)], "label": [i % 2 for i in range(16)]}
+    data = datasets.Dataset.from_dict(rows)
+    run = fit(model, data, tokenizer=tok, batch_size=8, max_length=300, run_dir=tmp_path / "r", progress=False)
+    assert run.status == "finished" and run.history["step"].tolist() == [1, 2]
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "nbkit: max_length 300 is more than BertForSequenceClassification takes (32 positions): texts are "
+        "cut to 32 tokens")
+    assert run.config["max_length"] == 32
+    default = fit(model, data, tokenizer=tok, batch_size=8, max_steps=1, run_dir=tmp_path / "d", progress=False)
+    assert default.status == "finished" and default.config["max_length"] == 32  # the default follows quietly
+    assert "max_length" not in capsys.readouterr().out
+    enc = tok(rows["text"][:1], truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        expected = run.model.eval()(**enc).logits.softmax(-1)[0]  # (C,)
+    predicted = run.predict(rows["text"][:1])  # predict cuts at 32 tokens too
+    assert predicted["score"][0] == pytest.approx(float(expected.max()), abs=1e-6)
+
+
+def test_fit_follows_the_models_label_order_and_the_checkpoint_keeps_it(tmp_path):
+    # Issue 12, scenario 3 (ids): a head whose row 0 means "pos", data whose ClassLabel says neg = 0.
+    model, tok = tiny_bert()
+    model.config.id2label, model.config.label2id = {0: "pos", 1: "neg"}, {"pos": 0, "neg": 1}
+    data = length_data(32).cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
+    texts = data["text"][:8]
+    with torch.no_grad():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    before = [model.config.id2label[int(k)] for k in logits.argmax(-1)]
+    run = fit(model, data, tokenizer=tok, max_steps=1, lr=1e-12, batch_size=8, run_dir=tmp_path / "r",
+              progress=False)
+    assert run.status == "finished"
+    reloaded = Run.load(tmp_path / "r")
+    assert reloaded.model.config.id2label == {0: "pos", 1: "neg"}
+    assert list(reloaded.predict(texts)["label"]) == before

@@ -140,7 +140,8 @@ class TrainConfig:
     group_by_length: bool | None = _opt(
         None, "batch texts of similar length together (default: on for text data)", bool
     )
-    max_length: int = _opt(256, "truncate tokenized texts to this many tokens", int, min=2)
+    max_length: int = _opt(256, "truncate tokenized texts to this many tokens (at most the model's positions)",
+                           int, min=2)
     eval_every: int | None = _opt(None, "evaluate every N steps (default: at each epoch end)", int, min=1)
     metrics: list = _opt([], "eval metrics: accuracy, f1 (macro), perplexity", list, choices=METRICS)
     best_metric: str = _opt("eval_loss", "metric that picks the best checkpoint", str)
@@ -166,6 +167,9 @@ class FinetuneConfig(TrainConfig):
     text: str = _opt("text", "column holding the input text", str)
     text_pair: str | None = _opt(None, "column holding a second text (sentence pairs)", str)
     label: str | None = _opt("label", "column holding the label", str)
+    allow_rare_labels: bool = _opt(
+        False, "keep a label value with few rows whose name is close to another's (else: a typo error)", bool
+    )
     eval_split: float = _opt(0.1, "fraction (or count) of train held out for eval when data has none", float, min=0)
     test: bool = _opt(True, "evaluate on the data's test split at the end, when it has one", bool)
     processes: int = _opt(1, "worker processes per machine (> 1: launched with `launcher`)", int, min=1)
@@ -265,6 +269,60 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
         meta = {**f.metadata, "nullable": "None" in str(f.type)}
         clean[key] = _coerce(key, value, meta, default)
     return cls(**clean)
+
+
+def load_yaml(text: str, where: str = "the config", first_line: int = 1) -> Any:
+    """`yaml.safe_load(text)`, except that a key written twice in one mapping is a `ConfigError`
+    naming the key and both lines (`where` says whose lines, e.g. a file name; `first_line` is the
+    number of the text's first line there: 2 for a cell body under its `%%finetune` line).
+
+    Plain `safe_load` keeps the last value silently: `lr` written twice trains with the second one.
+    """
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # `<<: *base` merges are meant to be overridden
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + first_line
+                    try:
+                        first = seen.get(key)
+                    except TypeError:
+                        continue  # an unhashable key: SafeLoader reports it below
+                    if first is not None:
+                        raise ConfigError(
+                            f"key {key!r} is written twice in {where} (lines {first} and {line}); "
+                            "keep one of them"
+                        )
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The keys of a YAML config file (what `nbkit finetune CONFIG.yaml` and `finetune(config=path)`
+    read), with one `ConfigError` for a missing file, bad YAML, a key written twice or a non-mapping."""
+    import yaml
+
+    shown = os.fspath(path)
+    try:
+        text = open(shown, encoding="utf-8").read()  # noqa: SIM115
+    except FileNotFoundError:
+        raise ConfigError(f"config file {shown} not found") from None
+    try:
+        values = load_yaml(text, where=shown)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{shown} must be a mapping of config keys, e.g. 'model: minilm'")
+    return values
 
 
 def config_help(cls: type = FinetuneConfig) -> str:

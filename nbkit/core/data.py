@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import datasets
     import pandas as pd
 
-__all__ = ["DataError", "label_names", "load_data", "load_split", "sample_data"]
+__all__ = ["DataError", "align_labels", "label_names", "load_data", "load_split", "sample_data"]
 
 # Bundled samples and their class names in id order (the order is part of the data).
 SAMPLES: dict[str, list[str]] = {"sentiment": ["negative", "positive"]}
@@ -56,6 +56,7 @@ def load_data(
     text_pair: str | None = None,
     eval_split: float | int = 0.1,
     seed: int = 0,
+    allow_rare_labels: bool = False,
 ) -> datasets.DatasetDict:
     """Load ``source`` as a ``DatasetDict`` with splits ``train``, ``eval`` and, if present, ``test``.
 
@@ -70,6 +71,10 @@ def load_data(
     stay float32 (regression). validation/valid/val/dev become ``eval``; other splits are dropped.
     Without an eval split, ``eval_split`` rows (fraction or count; 0 for none) are carved from train
     with ``seed``, stratified by class.
+
+    A string label with very few rows whose name is close to a much larger class's (``postive`` once
+    next to 600 ``positive``: another case or spacing, or an edit or two) looks like a typo and is a
+    ``DataError`` naming both; ``allow_rare_labels=True`` keeps it as a class of its own.
     """
     import datasets
 
@@ -78,7 +83,7 @@ def load_data(
     with _quiet():
         out = {name: _standardize(name, obj, cols) for name, obj in splits.items()}
         if label is not None:
-            out = _encode_labels(out, label)
+            out = _encode_labels(out, label, allow_rare_labels)
         if "eval" not in out and eval_split:
             out["train"], out["eval"] = _carve(out["train"], eval_split, seed)
     return datasets.DatasetDict({k: out[k] for k in ("train", "eval", "test") if k in out})
@@ -485,7 +490,7 @@ def _check_text_arrow(arr: Any, split: str, column: str) -> None:
         raise _bad_text(split, column, 0, arr[0].as_py())
 
 
-def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
+def _encode_labels(splits: dict[str, Any], column: str, allow_rare: bool = False) -> dict[str, Any]:
     """One label representation in every split: a shared ClassLabel, or float32 for regression."""
     import datasets
     import pyarrow as pa
@@ -503,6 +508,7 @@ def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
         return _check_classes(splits, class_labels[0].names)
     kinds: dict[str, str] = {}
     values: set = set()
+    counts: dict[Any, int] = {}
     for name, ds in splits.items():
         arr = ds.with_format("arrow")["label"]
         missing = pc.is_null(arr, nan_is_null=True)
@@ -524,6 +530,9 @@ def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
                 f"label column '{column}' in split '{name}' holds {t} values; labels "
                 "must be strings, integers or floats (multi-label is not supported)"
             )
+        if kinds[name] == "str":
+            for item in pc.value_counts(arr).to_pylist():
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
         if kinds[name] != "float":
             values.update(pc.unique(arr).to_pylist())
     found = set(kinds.values())
@@ -535,6 +544,8 @@ def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
             f"label column '{column}' has different types across splits ({shown}); "
             "use one label type in every split"
         )
+    if found == {"str"} and not allow_rare:
+        _check_rare_labels(counts, column)
     ordered = sorted(values)  # strings alphabetically, ints numerically, False before True
     names = [str(v).lower() if isinstance(v, bool) else str(v) for v in ordered]
     if found == {"int"} and ordered != list(range(len(ordered))):
@@ -543,6 +554,87 @@ def _encode_labels(splits: dict[str, Any], column: str) -> dict[str, Any]:
         splits = {n: ds.cast_column("label", datasets.Value("string")) for n, ds in splits.items()}
     label = datasets.ClassLabel(names=names)
     return _check_classes({n: ds.cast_column("label", label) for n, ds in splits.items()}, names)
+
+
+# A class at most this share of a close-named class's rows looks like a typo of it.
+RARE_SHARE = 0.05
+
+
+def _check_rare_labels(counts: dict[str, int], column: str) -> None:
+    """Refuse a label value that looks like a typo of another: few rows, and a name that differs
+    from a class with at least 20x its rows only in case or spacing, or by an edit or two."""
+    by_size = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    for rare, n in reversed(by_size):  # the rarest first
+        for big, m in by_size:
+            if n > m * RARE_SHARE:
+                break  # the rest are smaller still
+            if _close_names(rare, big):
+                raise DataError(
+                    f"label {rare!r} has {n} row{'s' if n != 1 else ''} in column '{column}' and "
+                    f"its name is close to {big!r} ({m} rows): a typo would become a class of its "
+                    f"own. Fix the value (e.g. df['{column}'].replace({{{rare!r}: {big!r}}})), or "
+                    "pass allow_rare_labels=True (config key allow_rare_labels: true) if it is a "
+                    "class on purpose"
+                )
+
+
+def _close_names(a: str, b: str) -> bool:
+    def norm(x: str) -> str:
+        return " ".join(x.replace("_", " ").replace("-", " ").split()).casefold()
+
+    a, b = norm(a), norm(b)
+    if a == b:
+        return True  # differs in case, spaces, _ or - only
+    if a.strip("0123456789") == b.strip("0123456789") and a != b:
+        return False  # "class1" and "class2", "v10" and "v11": numbered classes, not typos
+    limit = 1 if max(len(a), len(b)) <= 6 else 2
+    return _edit_distance(a, b, limit) <= limit
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (insert, delete, substitute, swap two neighbours), or
+    ``limit + 1`` as soon as it is known to exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def align_labels(data: Any, names: list[str]) -> Any:
+    """Renumber the ``label`` ClassLabel of a ``Dataset`` (or of every split of a ``DatasetDict``)
+    to the id order of ``names`` (a model's id2label holding the same names, compared
+    case-insensitively); the rows keep their meaning."""
+    import datasets
+
+    old = label_names(data)
+    if old is None or old == names:
+        return data
+    index = {n.casefold(): i for i, n in enumerate(names)}
+    lookup = [index[n.casefold()] for n in old]
+
+    def remap(batch: dict[str, list]) -> dict[str, list]:
+        batch["label"] = [lookup[i] if i is not None and i >= 0 else i for i in batch["label"]]
+        return batch
+
+    def one(ds: datasets.Dataset) -> datasets.Dataset:
+        features = ds.features.copy()
+        features["label"] = datasets.ClassLabel(names=list(names))
+        return ds.map(remap, batched=True, features=features)
+
+    with _quiet():
+        if isinstance(data, datasets.DatasetDict):
+            return datasets.DatasetDict({split: one(ds) for split, ds in data.items()})
+        return one(data)
 
 
 def _check_classes(splits: dict[str, Any], names: list[str]) -> dict[str, Any]:

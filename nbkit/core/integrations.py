@@ -8,8 +8,10 @@ code (torch/transformers only, never IPython, ipywidgets or plotly). The public 
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +75,9 @@ class TrainerCallback(transformers.TrainerCallback):
     def on_init_end(self, args, state, control, model=None, **kwargs):
         # Trainer(..., callbacks=[cb]) calls this: the run's directory is known before train().
         self._identify(args, model)
+        trainer = _calling_trainer()
+        if trainer is not None:
+            self._guard_train(trainer)
         return control
 
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
@@ -219,6 +224,11 @@ class TrainerCallback(transformers.TrainerCallback):
         old = signal.getsignal(signal.SIGINT)
 
         def handler(signum, frame):
+            if not _training(frame):  # train() raised (and add_callback left no guard): step aside
+                self._restore_sigint()
+                if callable(old):
+                    return old(signum, frame)
+                raise KeyboardInterrupt
             if run.done or run.stop_requested:
                 # Not training any more, or a second interrupt: behave as before we were installed.
                 if callable(old):
@@ -229,6 +239,28 @@ class TrainerCallback(transformers.TrainerCallback):
 
         self._old_sigint = old
         signal.signal(signal.SIGINT, handler)
+
+    def _guard_train(self, trainer) -> None:
+        """Make `trainer.train()` end our run and put the SIGINT handler back when it raises:
+        Trainer has no callback for an exception, so on_train_end never comes."""
+        train = trainer.train
+        if getattr(train, "_nbkit_callback", None) is self:
+            return
+
+        @functools.wraps(train)
+        def train_and_clean_up(*args, **kwargs):
+            try:
+                return train(*args, **kwargs)
+            except BaseException as exc:
+                self._restore_sigint()
+                run = self.run
+                if run.status in ("running", "paused"):
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    run.finish(status, trainer.state.global_step, f"{type(exc).__name__}: {exc}")
+                raise
+
+        train_and_clean_up._nbkit_callback = self  # type: ignore[attr-defined]
+        trainer.train = train_and_clean_up
 
     def _restore_sigint(self) -> None:
         if self._old_sigint is not None and threading.current_thread() is threading.main_thread():
@@ -245,6 +277,27 @@ def logging_interval(args, total_steps: int, steps_per_epoch: int) -> float:
         return float(steps_per_epoch or total_steps)
     steps = float(args.logging_steps)
     return float(max(1, math.ceil(steps * total_steps))) if steps < 1 else steps
+def _calling_trainer():
+    """The `Trainer` whose __init__ is calling our on_init_end (callbacks are not handed it)."""
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, transformers.Trainer):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _training(frame) -> bool:
+    """Is a Trainer's train() on the interrupted thread's stack?"""
+    while frame is not None:
+        if frame.f_code.co_name in ("train", "_inner_training_loop") and isinstance(
+                frame.f_locals.get("self"), transformers.Trainer):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _steps_per_epoch(loader, args, state) -> int:

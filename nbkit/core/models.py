@@ -230,6 +230,89 @@ def _apply_labels(config: Any, task: str, num_labels: int | None, labels: list[s
         config.num_labels = num_labels  # transformers fills id2label with LABEL_0, LABEL_1, ...
 
 
+def config_label_names(config: Any) -> list[str] | None:
+    """A model config's class names in id order, or None when it has none of its own (no
+    id2label, or transformers' generic LABEL_0, LABEL_1, ...)."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label, key=int)]
+    if not names or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
+def checkpoint_label_names(name_or_path: str | os.PathLike[str]) -> tuple[list[str] | None, int | None]:
+    """(class names, num_labels) stored in a checkpoint's config, read without loading weights;
+    (None, None) when the config cannot be read here (load_model then says why)."""
+    import transformers
+
+    name = os.path.expanduser(resolve_model_name(name_or_path))
+    common: dict[str, Any] = {"local_files_only": True} if not os.path.isdir(name) and _hub_offline() else {}
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **common)
+    except (OSError, ValueError):
+        return None, None
+    return config_label_names(config), getattr(config, "num_labels", None)
+
+
+def reconcile_labels(model_names: list[str] | None, data_names: list[str], *, num_labels: int | None,
+                     new_head: bool) -> list[str]:
+    """The class names in id order a classifier should train with, given the model's own names
+    (None: generic) and the data's.
+
+    The model's order wins when both hold the same names (case-insensitively), so its trained head
+    rows keep their meaning; the data is renumbered to it (`nbkit.core.data.align_labels`).
+    `new_head`: the model is loaded by name, so a different number of classes gets a new head.
+    Different names for the same number of rows is a ModelError: which row is which cannot be known.
+    """
+    folded = sorted(n.casefold() for n in data_names)
+    if model_names is not None and sorted(n.casefold() for n in model_names) == folded:
+        return list(model_names)
+    size_differs = num_labels is not None and num_labels != len(data_names)
+    if model_names is None and not size_differs:
+        return list(data_names)  # a head without names of its own takes the data's
+    if new_head and size_differs:
+        return list(data_names)
+    theirs = ", ".join(model_names) if model_names else f"{num_labels} unnamed classes"
+    if size_differs:
+        raise ModelError(
+            f"the model's head has {num_labels} classes ({theirs}) but the data has "
+            f"{len(data_names)} ({', '.join(data_names)}); load the model with "
+            f"nbkit.load_model(..., labels={list(data_names)!r}) for a new head"
+        )
+    mapping = dict(enumerate(data_names))
+    raise ModelError(
+        f"the model's labels ({theirs}) are not the data's ({', '.join(data_names)}), and which of "
+        "its head's rows means which class cannot be known. Rename the data's label values to the "
+        f"model's, or, if its rows are the data's classes in this order, set "
+        f"model.config.id2label = {mapping!r} and pass (model, tokenizer)"
+    )
+
+
+def reconcile_model_labels(model: Any, *data: Any) -> tuple[Any, ...]:
+    """For `fit(model, train, eval, test=...)`: when `model` is a Hugging Face sequence classifier and
+    the data are `datasets.Dataset`s with a ClassLabel, reconcile their names (`reconcile_labels`),
+    write them into the model's config and return the data renumbered to the model's ids; anything
+    else is returned unchanged."""
+    from .data import align_labels, label_names
+
+    config = getattr(model, "config", None)
+    names = label_names(data[0]) if type(data[0]).__module__.startswith("datasets") else None
+    if config is None or not names or not type(model).__name__.endswith("ForSequenceClassification"):
+        return data
+    order = reconcile_labels(config_label_names(config), names, num_labels=getattr(config, "num_labels", None),
+                             new_head=False)
+    set_label_names(model, order)
+    return tuple(align_labels(d, order) if type(d).__module__.startswith("datasets") and label_names(d) == names
+                 else d for d in data)
+
+
+def set_label_names(model: Any, names: list[str]) -> None:
+    """Write `names` (id order) into the model's config, so the saved checkpoint carries them."""
+    config = model.config
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
+
+
 @check_kwargs(meant={"num_classes": "num_labels", "id2label": "labels", "label_names": "labels"})
 def load_model(
     name_or_path: str | os.PathLike[str],
@@ -313,6 +396,56 @@ def load_model(
     model.to(torch_device)
     model.eval()
     return model, tokenizer
+
+
+# ------------------------------------------------------------------------------------------ max length
+
+# Models whose position ids start after the padding index: their table holds pad_token_id + 1 rows
+# more than the longest input (RoBERTa: 514 rows for 512 tokens).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")
+# transformers' model_max_length when a tokenizer does not know its model's limit (int(1e30)).
+_NO_LIMIT = 10**8
+
+
+def max_input_length(model: Any, tokenizer: Any = None) -> int | None:
+    """The most tokens `model` takes in one sequence, or None when nothing says.
+
+    The model's position table (config `max_position_embeddings` / `n_positions` ...) is the hard
+    limit: longer inputs fail inside the model (on CUDA, a device-side assert). The tokenizer's
+    `model_max_length` counts too when it is a real number and smaller.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and callable(getattr(config, "get_text_config", None)):
+        config = config.get_text_config()
+    limits = []
+    positions = _config_value(config, "max_positions") if config is not None else None
+    if positions:
+        if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+            positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+        limits.append(positions)
+    told = getattr(tokenizer, "model_max_length", None)
+    if isinstance(told, int) and 0 < told < _NO_LIMIT:
+        limits.append(told)
+    return min(limits) if limits else None
+
+
+def capped_max_length(max_length: int, model: Any, tokenizer: Any = None) -> tuple[int, str | None]:
+    """`(max_length, None)` when the model takes that many tokens, else `(its limit, a one-line note)`."""
+    limit = max_input_length(model, tokenizer)
+    if limit is None or max_length <= limit:
+        return max_length, None
+    return limit, (f"max_length {max_length} is more than {type(model).__name__} takes ({limit} positions): "
+                   f"texts are cut to {limit} tokens")
+
+
+def cap_max_length(max_length: int, model: Any, tokenizer: Any = None, *, default: int | None = None) -> int:
+    """`max_length`, cut to what the model's position table holds: longer texts would fail inside it
+    at step 1 (on CUDA with a device-side assert). A value the user chose (not `default`) gets a
+    one-line note; the default follows the model quietly."""
+    capped, note = capped_max_length(max_length, model, tokenizer)
+    if note and max_length != default:
+        print(f"nbkit: {note}")
+    return capped
 
 
 # --------------------------------------------------------------------------------------------- summary

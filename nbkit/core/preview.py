@@ -37,11 +37,14 @@ class FinetunePreview:
     summary: Any  # nbkit.core.models.ModelSummary
     splits: dict[str, int]  # rows per split
     example: dict[str, Any] = field(default_factory=dict)  # text, text_pair, label, tokens
+    notes: list[str] = field(default_factory=list)  # what training will change, e.g. a capped max_length
+    max_length: int | None = None  # the one training will use: config's, at most the model's positions
 
     def config_text(self) -> str:
         import yaml
 
-        return "# resolved config\n" + yaml.safe_dump(self.config, sort_keys=False).rstrip()
+        notes = "".join(f"\n# note: {n}" for n in self.notes)
+        return "# resolved config\n" + yaml.safe_dump(self.config, sort_keys=False).rstrip() + notes
 
     def example_text(self) -> str:
         ex = self.example
@@ -52,7 +55,8 @@ class FinetunePreview:
             lines.append(f"pair:   {ex['text_pair']!r}")
         if "label" in ex:
             lines.append(f"label:  {ex['label']!r}")
-        lines.append(f"tokens ({len(ex['tokens'])} of max_length {self.config.get('max_length')}): "
+        limit = self.max_length or self.config.get("max_length")
+        lines.append(f"tokens ({len(ex['tokens'])} of max_length {limit}): "
                      + " ".join(ex["tokens"]))
         return "\n".join(lines)
 
@@ -62,15 +66,18 @@ class FinetunePreview:
 
 def preview_finetune(cfg: Any) -> FinetunePreview:
     """Load the data and model of a resolved `FinetuneConfig` and describe them (nothing is written)."""
-    from .models import model_summary
+    from .models import capped_max_length, model_summary
     from .train.finetune import prepare
 
     data, model, tokenizer = prepare(cfg)
+    # What fit will do: never more tokens than the model has positions for. The config block stays
+    # as resolved (the same in the magic, Python and the CLI); a note says what changes.
+    max_length, note = capped_max_length(cfg.max_length, model, tokenizer)
     train = data["train"]
     row = train[0]
     # load_data renamed the configured columns to text, text_pair and label.
     text, pair = row["text"], row.get("text_pair")
-    enc = tokenizer(text, pair, truncation=True, max_length=cfg.max_length)
+    enc = tokenizer(text, pair, truncation=True, max_length=max_length)
     example: dict[str, Any] = {
         "text": text,
         "text_pair": pair,
@@ -82,6 +89,8 @@ def preview_finetune(cfg: Any) -> FinetunePreview:
         example["label"] = names[label] if names and isinstance(label, int) else label
     return FinetunePreview(
         config=printable_config(cfg),
+        notes=[note] if note else [],
+        max_length=max_length,
         summary=model_summary(model),
         splits={name: len(split) for name, split in data.items()},
         example=example,

@@ -23,9 +23,11 @@ from nbkit.core.suggest import did_you_mean
 # Printed by `%finetune --help` and `%%finetune?`. IPython's help formatter dedents everything after
 # the first line, so the unindented lines below keep the indented examples and key table as written.
 _FINETUNE_EPILOG = f"""\
-The cell body is YAML with the keys below (read with yaml.safe_load: nothing is evaluated).
+The cell body is YAML with the keys below (read with yaml.safe_load: nothing is evaluated; a key
+written twice is an error).
 A value "$name" is the notebook variable `name`, e.g. a DataFrame (data: $df) or a
-(model, tokenizer) pair from %nbkit_load (model: $model); nothing else is interpolated.
+(model, tokenizer) pair from %nbkit_load (model: $model, trained in place); nothing else is
+interpolated.
 
   %%finetune --name demo
   model: minilm
@@ -97,8 +99,13 @@ def parse_body(cell: str, namespace: dict[str, Any], hidden: Any = ()) -> dict[A
     """The `%%finetune` body as finetune keyword arguments: YAML, then `$name` values looked up."""
     import yaml
 
+    from nbkit.core.config import ConfigError, load_yaml
+
     try:
-        config = yaml.safe_load(cell)
+        # Line numbers as the notebook shows them: line 1 is the `%%finetune` line.
+        config = load_yaml(cell, where="the cell", first_line=2)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise UsageError(_yaml_error(exc)) from None
     if config is None:  # only comments

@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import TRAINER_ALIASES, ConfigError, FinetuneConfig, TrainConfig, build_config
+from ..config import (
+    TRAINER_ALIASES,
+    ConfigError,
+    FinetuneConfig,
+    TrainConfig,
+    build_config,
+    read_config,
+)
 from ..suggest import check_kwargs
 from .launch import WORKER_ENV, launch_finetune
 from .rundir import run_name
@@ -25,19 +32,41 @@ def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> Fine
 
 
 def prepare(cfg: FinetuneConfig):
-    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer)."""
-    from ..data import label_names, load_data
-    from ..models import load_model
+    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer).
+
+    A classifier's label names and the data's are reconciled first (`reconcile_labels`): the data
+    follows the model's id order, and the model's config carries the names it will be saved with.
+    """
+    from ..data import align_labels, label_names, load_data
+    from ..models import (
+        checkpoint_label_names,
+        config_label_names,
+        load_model,
+        reconcile_labels,
+        set_label_names,
+    )
 
     is_lm = cfg.task in ("causal-lm", "masked-lm")
     label = None if is_lm else cfg.label
     data = load_data(cfg.data, text=cfg.text, label=label, text_pair=cfg.text_pair,
-                     eval_split=cfg.eval_split, seed=cfg.seed)
+                     eval_split=cfg.eval_split, seed=cfg.seed, allow_rare_labels=cfg.allow_rare_labels)
     names = label_names(data)
+    classify = bool(names) and cfg.task == "sequence-classification"
     if isinstance(cfg.model, tuple):  # (model, tokenizer) as returned by load_model / %nbkit_load
         model, tokenizer = cfg.model
+        config = getattr(model, "config", None)
+        if classify and config is not None:
+            order = reconcile_labels(config_label_names(config), names,
+                                     num_labels=getattr(config, "num_labels", None), new_head=False)
+            data = align_labels(data, order)
+            set_label_names(model, order)
     elif isinstance(cfg.model, str):
-        kwargs = {"labels": names} if names and cfg.task == "sequence-classification" else {}
+        kwargs = {}
+        if classify:
+            theirs, num = checkpoint_label_names(cfg.model)
+            order = reconcile_labels(theirs, names, num_labels=num, new_head=True)
+            data = align_labels(data, order)
+            kwargs = {"labels": order}
         model, tokenizer = load_model(cfg.model, cfg.task, **kwargs)
     else:
         raise ConfigError(
@@ -48,7 +77,7 @@ def prepare(cfg: FinetuneConfig):
 
 
 @check_kwargs(extra=list(FinetuneConfig.__dataclass_fields__), aliases=TRAINER_ALIASES)
-def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | None = None,
+def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | str | os.PathLike | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
              background: bool = False, progress: bool | Callable = True, stop_file: str | os.PathLike | None = None,
              **options: Any):
@@ -58,7 +87,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     `(model, tokenizer)` pair. `data`: a CSV/JSON/Parquet path, a hub data set, "sentiment" (bundled,
     the default), a DataFrame or a Dataset. Arguments override the same keys in `config`.
     Other options are the keys of `nbkit.core.config.FinetuneConfig` (`nbkit.core.config.config_help()` lists
-    them); `config=` takes the same keys as a dict (a parsed YAML file). `resume_from=run_dir`
+    them); `config=` takes the same keys as a dict or a YAML file's path. `resume_from=run_dir`
     continues an interrupted run with the config stored in that directory.
     """
     from .loop import fit
@@ -75,6 +104,8 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
         config = {**{k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__},
                   **(config or {})}
         config.pop("run_dir", None)
+    elif isinstance(config, (str, os.PathLike)):
+        config = read_config(config)
     values = dict(config or {})
     for key, value in (("model", model), ("data", data)):
         if value is not None:
@@ -94,7 +125,26 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
     train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
     if train_opts["name"] is None and isinstance(cfg.model, str):
         train_opts["name"] = run_name(cfg.model)
-    return fit(net, ds["train"], ds.get("eval"),
-               test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
-               callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
-               config_extra=extra, stop_file=stop_file, **train_opts)
+    if isinstance(cfg.model, tuple):
+        print(f"nbkit: {in_place_note(net)}")
+    run = fit(net, ds["train"], ds.get("eval"),
+              test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
+              callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
+              config_extra=extra, stop_file=stop_file, **train_opts)
+    if isinstance(cfg.model, tuple):
+        net._nbkit_trained_by = run.name  # what the next run's note says
+    return run
+
+
+def in_place_note(model: Any) -> str:
+    """The one line `finetune` prints for a user's model object: it trains that object in place.
+
+    In place, not a copy: a copy would hold the weights twice (and Adam's state on top), which a
+    1-2 GB notebook or an LLM cannot spare, and `fit`, Trainer and plain PyTorch all train in place.
+    Across a sweep the next run would then start from this one's weights, so the note says so.
+    """
+    earlier = getattr(model, "_nbkit_trained_by", None)
+    where = (f"; it was already trained by run {earlier!r}, so this run starts from those weights"
+             if earlier else "")
+    return (f"training your {type(model).__name__} in place (run.model is that object){where}; "
+            "for a fresh start each run, load it again or pass a copy (copy.deepcopy)")

@@ -6,12 +6,20 @@ earlier in the notebook does not matter), and returns a `ProcessRun`. That run t
 `metrics.jsonl` and replays each event to its observers, so the dashboard, `history`, `wait()` and
 `model` (from the last checkpoint) behave as for an in-process run. `stop()` drops a stop file that
 every worker checks at each step boundary; they agree on the step, save a checkpoint and end.
+
+Workers never outlive the process that launched them: it passes its pid in `NOTEBOOK_PID_ENV`, and
+every worker watches that pid (worker.py), stops at a step boundary when it is gone and exits soon
+after even if training hangs; each worker also asks Linux to end it with its launcher
+(`PR_SET_PDEATHSIG`). `ProcessRun.kill()` ends the launcher and every worker at once, and a second
+Ctrl-C while the notebook waits does that too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +36,10 @@ from .run import Run
 STOP_FILE = "STOP"
 LOG_DIR = "logs"
 WORKER_ENV = "NBKIT_WORKER"  # set for the workers: "you are the process, do not launch more"
+# The launching process (a notebook kernel, the CLI): its pid and start time (so that a reused pid
+# is not mistaken for it). Workers end when it is gone.
+NOTEBOOK_PID_ENV = "NBKIT_NOTEBOOK_PID"
+NOTEBOOK_START_ENV = "NBKIT_NOTEBOOK_START"
 
 
 def _free_port() -> int:
@@ -72,7 +84,20 @@ class ProcessRun(Run):
         logs.mkdir(parents=True, exist_ok=True)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         self._launcher_log = open(logs / "launcher.log", "ab")  # noqa: SIM115 (closed by the follower)
-        env = {**os.environ, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        # This attempt's events start at the log's current end: a resumed run must not replay the
+        # previous attempt's events (its RunEnd would end the new dashboard at once). They stay in
+        # `events`, so `history` covers the whole run as for an in-process resume.
+        self._offset = _attempt_start(run_dir / "metrics.jsonl")
+        if self._offset:
+            self.events = _events_before(run_dir / "metrics.jsonl", self._offset)
+        self._killed = False
+        import psutil
+
+        me = psutil.Process()
+        env = {**os.environ, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
+               NOTEBOOK_PID_ENV: str(me.pid), NOTEBOOK_START_ENV: repr(me.create_time())}
+        # Its own session, so that Ctrl-C in a terminal reaches this process, which stops the
+        # workers at a step boundary, rather than killing them mid-step.
         self.process = subprocess.Popen(command, stdout=self._launcher_log, stderr=subprocess.STDOUT, env=env,
                                         cwd=os.getcwd(), start_new_session=True)
         self.status = "running"
@@ -93,11 +118,54 @@ class ProcessRun(Run):
     def stop_after_epoch(self) -> None:
         raise NotImplementedError("stop_after_epoch() is not available for a multi-process run; use stop()")
 
+    def kill(self, timeout: float = 5.0) -> None:
+        """End the launcher and every worker now (SIGTERM, then SIGKILL after `timeout` seconds):
+        no checkpoint is written; the last one on disk stays loadable. `stop()` is the clean way."""
+        import psutil
+
+        self._killed = True
+        try:
+            launcher = psutil.Process(self.process.pid)
+            procs = [launcher, *launcher.children(recursive=True)]  # workers have sessions of their own
+        except psutil.NoSuchProcess:
+            procs = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(procs, timeout=timeout)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=timeout)
+        self.wait_done(timeout)
+
+    def _join_foreground(self) -> bool:
+        """Wait for the workers in the caller's thread: a first Ctrl-C stops them at a step
+        boundary (with a checkpoint), a second one kills them. True when interrupted.
+
+        It waits on `_done`, not `Thread.join`: on Python 3.11 a join cut short by Ctrl-C marks the
+        thread as ended (bpo-45274's fix), so a second join returns at once, workers still running.
+        """
+        try:
+            self.wait_done()
+            return False
+        except KeyboardInterrupt:
+            self.stop("interrupted")  # the workers stop at a step boundary and save a checkpoint
+            try:
+                self.wait_done()
+            except KeyboardInterrupt:
+                self.kill()
+                print(f"nbkit: {self.name} killed (a second interrupt); last checkpoint: "
+                      f"{self.last_checkpoint or 'none'}")
+                return True
+            print(f"nbkit: {self.name} stopped ({self.run_dir})")
+            return True
+
     # -- following --------------------------------------------------------------------------------
 
     def _follow(self) -> None:
         path = self.run_dir / "metrics.jsonl"
-        offset, pending = 0, b""
+        offset, pending = self._offset, b""
         ended = False
         while True:
             exited = self.process.poll() is not None
@@ -122,6 +190,9 @@ class ProcessRun(Run):
             time.sleep(self.poll)
         self.returncode = self.process.wait()
         self._launcher_log.close()
+        if self._killed and not ended:
+            self.finish("interrupted", self._last_step(), "killed")
+            return
         if self.returncode != 0 or not ended:
             self.error = RuntimeError(self.failure_message())
             self.status = "failed" if not ended or self.status == "finished" else self.status
@@ -148,13 +219,6 @@ class ProcessRun(Run):
         where = f"; last checkpoint: {last}" if last else ""
         return (f"worker processes ended with exit code {self.returncode} without finishing (killed or out "
                 f"of memory?){where}. Launcher output:\n{tail}")
-
-    def wait(self, timeout: float | None = None) -> Run:
-        self.join(timeout)
-        if self.error is not None and self.wait_done(0):
-            raise self.error
-        return self
-
 
 def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: bool | Callable = True,
                     background: bool = False, resume: bool = False) -> ProcessRun:
@@ -185,14 +249,25 @@ def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: b
         observers.append(progress() if callable(progress) else ProgressBar())
     observers.extend(callbacks)
     run = ProcessRun(run_dir=run_dir, name=name, config=config, command=command, observers=observers)
-    if not background:
-        try:
-            run.join()
-        except KeyboardInterrupt:
-            run.stop("interrupted")  # the workers stop at a step boundary and save a checkpoint
-            run.join()
-            print(f"nbkit: {name} stopped ({run.run_dir})")
-            return run
-        if run.error is not None:
-            raise run.error
+    if not background and not run._join_foreground() and run.error is not None:
+        raise run.error
     return run
+
+
+def _attempt_start(path: Path) -> int:
+    """Where a new attempt's events will begin in `path`: its size now (0 when there is none yet)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _events_before(path: Path, offset: int) -> list:
+    """The events of earlier attempts: the complete lines among `path`'s first `offset` bytes."""
+    with open(path, "rb") as f:
+        head = f.read(offset)
+    events = []
+    for line in head.split(b"\n"):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            events.append(event_from_dict(json.loads(line)))
+    return events

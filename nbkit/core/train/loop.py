@@ -34,6 +34,7 @@ from ..config import (
     build_config,
     yaml_safe,
 )
+from ..models import cap_max_length
 from ..suggest import check_kwargs
 from . import checkpoints as ckpt
 from .batching import DataError, TokenizedDataset, make_loader
@@ -90,6 +91,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     if resume_from is not None:
         options["run_dir"] = str(resume_from)
     cfg = build_config(TrainConfig, options)
+    cfg.max_length = cap_max_length(cfg.max_length, model, tokenizer, default=TrainConfig.max_length)
+    train, eval, test = _reconcile_labels(model, train, eval, test)
     loop = Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                 loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
                 progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
@@ -115,6 +118,14 @@ def _claim_process(run: Run | None) -> None:
             )
         if run is not None:
             _active[:] = [run]
+
+
+def _reconcile_labels(model, train, eval, test):
+    """The model's label names and the data's agree before training, and the checkpoint carries
+    them: otherwise predictions after reloading can be swapped (issue 12)."""
+    from ..models import reconcile_model_labels
+
+    return reconcile_model_labels(model, train, eval, test)
 
 
 class Loop:

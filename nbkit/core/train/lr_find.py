@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..config import TRAINER_ALIASES, TRAINER_MEANT, ConfigError
+from ..models import cap_max_length
 from ..suggest import check_kwargs
 from .batching import make_loader
 from .evaluation import model_kind
@@ -85,6 +86,7 @@ def lr_find(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, collate
     kind = model_kind(model)
     if kind == "module" and loss_fn is None:
         raise ConfigError("a plain torch module returns no loss: pass loss_fn=...")
+    max_length = cap_max_length(max_length, model, tokenizer, default=256)  # never more tokens than positions
     loader, _ = make_loader(data, tokenizer=tokenizer, collate_fn=collate_fn, batch_size=batch_size,
                             shuffle=True, seed=seed, group_by_length=False, max_length=max_length,
                             lm_labels=kind == "causal-lm", seq2seq=kind == "seq2seq")

@@ -97,10 +97,11 @@ class Run:
         return self.control.stop_requested
 
     def wait(self, timeout: float | None = None) -> Run:
-        """Block until the run ends (background runs); re-raise its error if it failed."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self.error is not None and self._thread is not None and not self._thread.is_alive():
+        """Block until the run ends (background runs); re-raise its error if it failed.
+
+        Waits on the run's end, not `Thread.join`: on Python 3.11 a join cut short by Ctrl-C marks
+        the thread as ended, so a second wait() would return while training goes on."""
+        if self._thread is not None and self.wait_done(timeout) and self.error is not None:
             raise self.error
         return self
 
