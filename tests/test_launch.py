@@ -236,7 +236,7 @@ def test_a_second_ctrl_c_while_waiting_kills_the_workers(tmp_path):
         run = ProcessRun(run_dir=Path({str(tmp_path / "run")!r}), name="fake", config={{}}, poll=0.02,
                          command=[sys.executable, {str(tmp_path / "launcher.py")!r}, {str(tmp_path / "pids")!r}])
         print(run.process.pid, flush=True)
-        print("interrupted:", run._join_foreground(), run.status, flush=True)
+        print("interrupted:", run.join_foreground(), run.status, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", notebook], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -108,3 +108,57 @@ def test_import_nbkit_is_light():
 
 def test_the_check_can_fail():
     assert imported_after("import json, torch", HEAVY_MODULES) == ["torch"]
+
+
+def _module_imports(path, package):
+    """Modules of `package` that `path` imports at module level (relative imports resolved)."""
+    import ast
+
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            out.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(package + "."):
+            out.add(node.module[len(package) + 1:].split(".")[0])
+    return out
+
+
+def test_no_import_cycle_inside_train():
+    from pathlib import Path
+
+    train = Path(__file__).parents[1] / "nbkit" / "core" / "train"
+    graph = {p.stem: _module_imports(p, "nbkit.core.train") for p in train.glob("*.py") if p.stem != "__init__"}
+    seen, stack = set(), []
+
+    def visit(node):
+        assert node not in stack, f"import cycle: {' -> '.join([*stack[stack.index(node):], node])}"
+        if node in seen:
+            return
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            visit(nxt)
+        stack.pop()
+        seen.add(node)
+
+    for node in graph:
+        visit(node)
+
+
+def test_no_module_reaches_into_a_runs_private_state():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "nbkit"
+    pattern = re.compile(r"\brun\._[a-z]")  # run._emit, run._stop_event, self.run._observers ...
+    offenders = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "run.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
+
+
+def test_the_training_algorithm_fits_on_one_screen():
+    import inspect
+
+    from nbkit.core.train.loop import Loop
+
+    lines = inspect.getsource(Loop.train).splitlines()
+    assert len(lines) <= 60, len(lines)

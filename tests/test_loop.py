@@ -145,3 +145,36 @@ def test_early_stopping_ends_finished_with_the_test_whatever_eval_every(tmp_path
     assert run.status == "finished"
     assert run.events[-1].message.startswith("early stopping: eval_loss did not improve")
     assert "test_loss" in run.metrics and run.history["step"].max() < 160
+
+
+def test_host_reads_are_bulk_not_per_step(tmp_path, monkeypatch):
+    """200 steps, the periodic read pushed out of reach: the loop reads device values only at the
+    evaluation and the end (each read one transfer), never once per step."""
+    from nbkit.core.train import loop, observers
+
+    monkeypatch.setattr(loop, "READ_EVERY", 1e9)
+    monkeypatch.setattr(observers, "FLUSH_EVERY", 1e9)
+    reads = {"n": 0}
+    for name in ("item", "__float__", "__bool__", "tolist", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **k):
+            reads["n"] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    torch.manual_seed(0)
+    x = torch.randn(800, 3)
+    run = fit(torch.nn.Linear(3, 1), TensorDataset(x, x.sum(1, keepdim=True)), data(16, 1), loss_fn=mse,
+              epochs=1, batch_size=4, run_dir=tmp_path / "r", progress=False)
+    monkeypatch.undo()
+    assert run.status == "finished" and run.history["step"].max() == 200
+    assert run.history["loss"].notna().all()  # every step's loss arrived, in bulk
+    assert reads["n"] <= 12, reads
+
+
+def test_a_callback_stopping_at_step_k_stops_at_exactly_k(tmp_path):
+    for k in (1, 7, 13):
+        run = quick(tmp_path, f"k{k}", epochs=5, callbacks=[lambda e, r, k=k: r.stop() if e.kind == "step" and e.step == k else None])
+        assert run.status == "stopped" and run.history["step"].max() == k
+        assert run.last_checkpoint.name == f"step-{k:07d}"

@@ -51,7 +51,8 @@ def test_fit_hf_model_on_raw_text_learns_and_writes_run_dir(tmp_path):
     assert run.metrics["eval_accuracy"] >= 0.75
     from sklearn.metrics import accuracy_score, f1_score
 
-    predicted = run.predict(ev["text"])["label"].tolist()  # the same final model, scored independently
+    names = run.label_names  # the tiny model's LABEL_0, LABEL_1: ids by position
+    predicted = [names.index(x) for x in run.predict(ev["text"])["label"]]  # the final model, scored apart
     assert run.metrics["eval_f1"] == pytest.approx(f1_score(ev["label"], predicted, average="macro"))
     assert run.metrics["eval_accuracy"] == pytest.approx(accuracy_score(ev["label"], predicted))
     ks = kinds(run)

@@ -139,7 +139,7 @@ class ProcessRun(Run):
         psutil.wait_procs(alive, timeout=timeout)
         self.wait_done(timeout)
 
-    def _join_foreground(self) -> bool:
+    def join_foreground(self) -> bool:
         """Wait for the workers in the caller's thread: a first Ctrl-C stops them at a step
         boundary (with a checkpoint), a second one kills them. True when interrupted.
 
@@ -249,7 +249,7 @@ def launch_finetune(cfg: Any, *, callbacks: Sequence[Callable] = (), progress: b
         observers.append(progress() if callable(progress) else ProgressBar())
     observers.extend(callbacks)
     run = ProcessRun(run_dir=run_dir, name=name, config=config, command=command, observers=observers)
-    if not background and not run._join_foreground() and run.error is not None:
+    if not background and not run.join_foreground() and run.error is not None:
         raise run.error
     return run
 

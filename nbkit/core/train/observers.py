@@ -20,9 +20,9 @@ class JsonlLog:
     flushed at once, with the steps before it. A crash loses at most FLUSH_EVERY of step lines, and
     a follower (another process, the dashboard) can tail the file."""
 
-    def __init__(self, path: str | Path, flush_every: float = FLUSH_EVERY):
+    def __init__(self, path: str | Path, flush_every: float | None = None):
         self.path = Path(path)
-        self.flush_every = flush_every
+        self.flush_every = FLUSH_EVERY if flush_every is None else flush_every
         self._file = None
         self._steps: list[StepEnd] = []
         self._t_flush = time.monotonic()

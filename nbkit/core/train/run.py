@@ -355,6 +355,8 @@ class Run:
 
         if isinstance(texts, str) and texts not in SAMPLES and not _is_path(texts):
             texts = [texts]
+        elif type(texts).__name__ == "Column":  # a datasets column (ds["text"]): its strings
+            texts = list(texts)
         if not (isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts) and texts):
             from ..data import load_split
 
