@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import ConfigError, FinetuneConfig, TrainConfig, build_config
 from .launch import WORKER_ENV, launch_finetune
+from .trackers import resolve_report_to
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
@@ -71,6 +72,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | No
         if value is not None:
             values[key] = value
     cfg = resolve_config(values, **options)
+    resolve_report_to(cfg.report_to)  # a tracker that is not installed fails here, before any loading
     if (cfg.processes > 1 or cfg.hosts > 1) and not os.environ.get(WORKER_ENV):
         if resume_from is not None:
             values["run_dir"] = str(resume_from)

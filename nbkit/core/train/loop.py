@@ -26,6 +26,7 @@ from .events import CheckpointSaved, EpochEnd, EvalEnd, RunEnd, RunStart, StepEn
 from .metrics import compute_metrics, resolve_metrics
 from .observers import EarlyStopping, JsonlLog, ProgressBar
 from .run import Run, write_config
+from .trackers import tracker_observers
 
 
 def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any = None,
@@ -36,7 +37,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         group_by_length: bool | None = None, max_length: int = 256, eval_every: int | None = None,
         metrics: Sequence[Any] = (), best_metric: str = "eval_loss", early_stopping: int | None = None,
         seed: int = 0, scale_lr: bool = False, callbacks: Sequence[Callable] = (), name: str | None = None,
-        run_dir: str | os.PathLike | None = None, test: Any = None, resume_from: str | os.PathLike | None = None,
+        run_dir: str | os.PathLike | None = None, report_to: str | Sequence[str] = (), test: Any = None,
+        resume_from: str | os.PathLike | None = None,
         background: bool = False, progress: bool = True, config_extra: dict | None = None,
         stop_file: str | os.PathLike | None = None) -> Run:
     """Train `model` on `train` and return a `Run` (see the module docstring of nbkit.core.train).
@@ -47,7 +49,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     grouped by length (`group_by_length=False` turns that off). `background=True` trains in a thread
     and returns at once; `resume_from=run_dir` continues an interrupted run exactly. `stop_file`: a
     path whose appearance stops the run at the next step boundary (how a notebook stops worker
-    processes it launched).
+    processes it launched). `report_to`: "tensorboard", "trackio", "mlflow" (or a list, or "all"
+    installed) also logs the run there (nbkit.core.train.trackers).
     """
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     options["metrics"] = list(metrics)
@@ -164,6 +167,7 @@ class _Loop:
         if resume:
             self.run._load_events()
         observers.append(JsonlLog(run_dir / "metrics.jsonl"))
+        observers.extend(tracker_observers(cfg, run_dir))  # report_to: TensorBoard, trackio, MLflow
         if cfg.early_stopping:
             observers.append(EarlyStopping(cfg.early_stopping, cfg.best_metric))
         if progress:
