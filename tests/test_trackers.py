@@ -23,7 +23,7 @@ os.environ["TRACKIO_DIR"] = TRACKIO_DIR = tempfile.mkdtemp(prefix="nbkit-trackio
 from nbkit.core.config import ConfigError, FinetuneConfig, build_config  # noqa: E402
 from nbkit.core.train import finetune, fit  # noqa: E402
 from nbkit.core.train.events import EvalEnd, RunEnd, RunStart, StepEnd  # noqa: E402
-from nbkit.core.train.trackers import TRACKERS_FILE, read_trackers, tracker_observers  # noqa: E402
+from nbkit.core.train.trackers import read_trackers, tracker_observers  # noqa: E402
 from nbkit.testing import WORDS, save_tiny_model, tiny_bert  # noqa: E402
 
 torch.set_num_threads(1)
@@ -308,15 +308,23 @@ def test_resumed_run_continues_the_same_tracker_runs_without_duplicate_steps(tmp
     assert len(list((tmp_path / "run" / "tensorboard").iterdir())) == 2  # one event file per process
 
 
-def test_a_tracker_added_on_resume_gets_the_whole_history(tmp_path, stores):
+def test_a_tracker_new_to_a_resumed_run_gets_the_whole_history(tmp_path, stores):
+    """TensorBoard added on resume, and an MLflow run deleted in between: each starts a tracker run
+    and first replays metrics.jsonl, so it holds every step."""
+    from mlflow import MlflowClient
+
     opts = dict(epochs=2, batch_size=16, run_dir=tmp_path / "run", progress=False)
     model, tok = tiny_bert()
-    run = fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, max_steps=5, **opts)
-    assert run.status == "finished" and not (tmp_path / "run" / TRACKERS_FILE).exists()
+    run = fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, max_steps=5, report_to="mlflow", **opts)
+    assert run.status == "finished" and set(read_trackers(tmp_path / "run")) == {"mlflow"}
+    gone = read_trackers(tmp_path / "run")["mlflow"]["run_id"]
+    MlflowClient(stores["mlflow"]).delete_run(gone)
     model, tok = tiny_bert()
-    run = fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, resume_from=tmp_path / "run",
-              report_to="tensorboard", **opts)
-    want = assert_same_numbers(tmp_path / "run", ["tensorboard"])
+    with pytest.warns(RuntimeWarning, match=f"MLflow run {gone} is gone"):
+        run = fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, resume_from=tmp_path / "run",
+                  report_to=["tensorboard", "mlflow"], **opts)
+    assert read_trackers(tmp_path / "run")["mlflow"]["run_id"] != gone
+    want = assert_same_numbers(tmp_path / "run", ["tensorboard", "mlflow"])
     assert sorted(want["train/loss"]) == list(range(1, 9))
 
 
@@ -337,7 +345,7 @@ def model_and_csv(tmp_path_factory):
 def test_two_processes_log_once_from_rank_zero(tmp_path, stores, model_and_csv):
     model, csv = model_and_csv
     run = finetune(model=model, data=csv, epochs=1, batch_size=8, processes=2, launcher="torchrun",
-                   run_dir=tmp_path / "two", progress=False, report_to=ALL, eval_split=16)
+                   run_dir=tmp_path / "two", progress=False, report_to=ALL, eval_split=0.25)
     assert run.status == "finished" and run.events[0].processes == 2
     want = assert_same_numbers(tmp_path / "two")
     assert sorted(want["train/loss"]) == [1, 2, 3]  # 48 rows / (8 x 2 processes)

@@ -225,11 +225,12 @@ class _Tracker:
         past = read_events(run_dir / "metrics.jsonl") if resuming else []
         past_steps = [e.step for e in past if isinstance(e, StepEnd)]
         continuing = resuming and entry is not None
+        self.started_new = not continuing  # begin() may find the recorded tracker run gone
         entry = self.begin(event, run, entry if continuing else None)
         _write_tracker(run_dir, self.name, entry)
         self.open = True
         self.skip_until = max(past_steps, default=0)
-        if resuming and not continuing:
+        if resuming and self.started_new:
             self._replay(past)
 
     def _replay(self, past: Iterable[Event]) -> None:
@@ -336,7 +337,10 @@ class TrackioTracker(_Tracker):
         self.trun = _trackio_init(trackio, project=project, name=name, group=event.name,
                                   config=json.loads(json.dumps(config, default=str)),
                                   resume="allow" if entry else "never", embed=False)
-        return {"project": project, "name": self.trun.name, "run_id": getattr(self.trun, "id", None)}
+        run_id = getattr(self.trun, "id", None)
+        if entry and run_id != entry.get("run_id"):
+            self.started_new = True  # the recorded run is gone from trackio's store: replay into this one
+        return {"project": project, "name": self.trun.name, "run_id": run_id}
 
     def log_step(self, event):
         self.trun.log({k: v for k, v in step_metrics(event).items() if math.isfinite(v)}, step=event.step)
@@ -393,6 +397,10 @@ class MLflowTracker(_Tracker):
         self._flushed = time.monotonic()
         uri = entry["tracking_uri"] if entry else mlflow_tracking_uri()
         self.client = client = MlflowClient(uri)
+        if entry and not _mlflow_run_exists(client, entry["run_id"]):
+            warnings.warn(f"nbkit: MLflow run {entry['run_id']} is gone from {uri}; this resumed run "
+                          "starts a new one", RuntimeWarning, stacklevel=2)
+            entry, self.started_new = None, True
         if entry:
             self.run_id = entry["run_id"]
             client.update_run(self.run_id, status="RUNNING")
@@ -443,6 +451,15 @@ class MLflowTracker(_Tracker):
             if (self.run_dir / artifact).exists():
                 self.client.log_artifact(self.run_id, str(self.run_dir / artifact))
         self.client.set_terminated(self.run_id, _MLFLOW_STATUS.get(event.status, "FAILED"))
+
+
+def _mlflow_run_exists(client: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage != "deleted"
+    except MlflowException:
+        return False
 
 
 def log_report(run_dir: str | os.PathLike, path: str | os.PathLike) -> None:
