@@ -34,7 +34,9 @@ STEP_KEYS = {"loss": "train/loss", "lr": "train/learning_rate", "grad_norm": "tr
 
 @pytest.fixture
 def stores(tmp_path, monkeypatch):
-    """A fresh MLflow store and trackio project per test (workers inherit them through the env)."""
+    """A fresh MLflow store and trackio project per test (workers inherit them through the env).
+    The working directory too: MLflow keeps artifacts in ./mlruns of the directory it starts in."""
+    monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "nbkit-tests")
