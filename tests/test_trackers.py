@@ -272,6 +272,27 @@ def test_texts_in_eval_metrics_become_text_not_numbers(tmp_path, stores):
     assert len(markdown) == 1 and markdown[0]["_value"] == "a cat sat\n\na dog"
 
 
+def test_a_tracker_that_fails_mid_run_warns_and_training_goes_on(tmp_path, stores):
+    from nbkit.core.train.run import Run
+
+    run_dir = tmp_path / "r"
+    [tracker] = tracker_observers(["mlflow"], run_dir)
+    run = Run(name="r", run_dir=run_dir, config={}, observers=[tracker])
+    run._emit(RunStart(name="r", run_dir=str(run_dir), total_steps=2, steps_per_epoch=2, epochs=1))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    tracker.client.log_batch = broken
+    tracker.flush_every = 1e9  # only the evaluation sends
+    run._emit(StepEnd(step=1, epoch=0.5, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))
+    with pytest.warns(RuntimeWarning, match="nbkit: mlflow stopped logging this run: OSError: disk full"):
+        run._emit(EvalEnd(step=1, epoch=0.5, metrics={"eval_loss": 1.0}))
+        run._emit(RunEnd(status="finished", step=1))  # the write fails in the writer thread; seen here
+    assert not tracker.open
+    run._emit(StepEnd(step=2, epoch=1.0, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))  # ignored
+
+
 # -- a resumed run ---------------------------------------------------------------------------------
 
 

@@ -212,6 +212,7 @@ class _Tracker:
                 self.end(event, run)
         except Exception as exc:  # noqa: BLE001 (a tracker must never cost the user their training)
             self.open = False
+            self.abort()
             warnings.warn(f"nbkit: {self.name} stopped logging this run: {type(exc).__name__}: {exc}",
                           RuntimeWarning, stacklevel=2)
 
@@ -260,6 +261,9 @@ class _Tracker:
 
     def end(self, event: RunEnd, run: Any) -> None:
         raise NotImplementedError
+
+    def abort(self) -> None:
+        """Release what the tracker holds after a failure (no more logging)."""
 
 
 # -- TensorBoard ------------------------------------------------------------------------------------
@@ -382,18 +386,24 @@ def mlflow_tracking_uri() -> str:
 
 
 class MLflowTracker(_Tracker):
-    """An MLflow run (experiment MLFLOW_EXPERIMENT_NAME or "nbkit"): params, metrics per step (sent
-    in batches, about once a second), config.yaml and report.html (when present) as artifacts."""
+    """An MLflow run (experiment MLFLOW_EXPERIMENT_NAME or "nbkit"): params, metrics per step,
+    config.yaml and report.html (when present) as artifacts. MLflow's sqlite store costs ~1 ms of
+    Python per metric value (SQLAlchemy), so step metrics are batched about once a second and
+    written by a thread of their own; the run's end waits for them."""
 
     name = "mlflow"
-    flush_every = 1.0  # seconds; a sqlite write costs ~10 ms, too much to pay on every step
+    flush_every = 1.0  # seconds
+    max_in_flight = 4  # batches queued for the writer before training waits (bounds the memory)
 
     def begin(self, event, run, entry):
+        from concurrent.futures import ThreadPoolExecutor
+
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
         assert self.run_dir is not None
         self._pending: list[Any] = []
+        self._in_flight: list[Any] = []
         self._flushed = time.monotonic()
         uri = entry["tracking_uri"] if entry else mlflow_tracking_uri()
         self.client = client = MlflowClient(uri)
@@ -418,6 +428,7 @@ class MLflowTracker(_Tracker):
                 client.log_batch(self.run_id, params=params[i:i + 100])
             print(f"nbkit: MLflow run {self.run_id} in {uri} (open it with `mlflow ui "
                   f"--backend-store-uri {uri}`)")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="nbkit-mlflow")
         return {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": self.run_id}
 
     def _add(self, values: dict[str, float], event: Event, step: int) -> None:
@@ -425,7 +436,7 @@ class MLflowTracker(_Tracker):
 
         stamp = int(event.time * 1000)
         self._pending.extend(Metric(k, v, stamp, step) for k, v in values.items())
-        if len(self._pending) >= 900 or time.monotonic() - self._flushed >= self.flush_every:
+        if time.monotonic() - self._flushed >= self.flush_every:
             self.flush()
 
     def log_step(self, event):
@@ -438,19 +449,34 @@ class MLflowTracker(_Tracker):
         for key, text in texts.items():
             self.client.log_text(self.run_id, text, f"{key.replace('/', '_')}-step{event.step}.md")
 
-    def flush(self):
+    def _write(self, metrics: list[Any]) -> None:
+        for i in range(0, len(metrics), 1000):  # mlflow takes at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+
+    def flush(self, wait: bool = False) -> None:
         pending, self._pending = self._pending, []
-        for i in range(0, len(pending), 1000):  # mlflow takes at most 1000 metrics per batch
-            self.client.log_batch(self.run_id, metrics=pending[i:i + 1000])
+        if pending:
+            self._in_flight.append(self._writer.submit(self._write, pending))
         self._flushed = time.monotonic()
+        while self._in_flight and (wait or len(self._in_flight) > self.max_in_flight
+                                   or self._in_flight[0].done()):
+            self._in_flight.pop(0).result()  # in order; a failed write raises here
 
     def end(self, event, run):
         assert self.run_dir is not None
-        self.flush()
-        for artifact in ("config.yaml", "report.html"):
-            if (self.run_dir / artifact).exists():
-                self.client.log_artifact(self.run_id, str(self.run_dir / artifact))
-        self.client.set_terminated(self.run_id, _MLFLOW_STATUS.get(event.status, "FAILED"))
+        try:
+            self.flush(wait=True)
+            for artifact in ("config.yaml", "report.html"):
+                if (self.run_dir / artifact).exists():
+                    self.client.log_artifact(self.run_id, str(self.run_dir / artifact))
+            self.client.set_terminated(self.run_id, _MLFLOW_STATUS.get(event.status, "FAILED"))
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.shutdown(wait=False, cancel_futures=True)
 
 
 def _mlflow_run_exists(client: Any, run_id: str) -> bool:
