@@ -351,6 +351,19 @@ def test_a_tracker_new_to_a_resumed_run_gets_the_whole_history(tmp_path, stores)
     assert sorted(want["train/loss"]) == list(range(1, 9))
 
 
+def test_a_new_run_in_the_same_directory_replaces_the_old_one_in_tensorboard(tmp_path, stores):
+    for steps in (4, 2):  # the same cell run twice, no resume
+        model, tok = tiny_bert(seed=steps)
+        fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, max_steps=steps, batch_size=16,
+            run_dir=tmp_path / "run", progress=False, report_to="tensorboard")
+    got = tensorboard_values(tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    second = [x for x in lines[[i for i, x in enumerate(lines) if x["event"] == "run_start"][-1]:]
+              if x["event"] == "step"]
+    assert got["train/loss"] == pytest.approx({x["step"]: x["loss"] for x in second}, rel=1e-6)
+    assert sorted(got["train/loss"]) == [1, 2]
+
+
 # -- two processes ---------------------------------------------------------------------------------
 
 

@@ -293,7 +293,12 @@ class TensorBoardTracker(_Tracker):
 
     def begin(self, event, run, entry):
         assert self.run_dir is not None
-        self.writer = _summary_writer_class()(log_dir=str(self.run_dir / TENSORBOARD_DIR), flush_secs=10)
+        log_dir = self.run_dir / TENSORBOARD_DIR
+        # A new run in a directory that has event files (a cell run again with the same run_dir):
+        # a session restart at step 0 makes TensorBoard's readers drop the old run's points.
+        restart = entry is None and any(log_dir.glob("events.out.tfevents.*"))
+        self.writer = _summary_writer_class()(log_dir=str(log_dir), flush_secs=10,
+                                              purge_step=0 if restart else None)
         _, start, self._session_end = _hparams_summaries(flat_config(event.config or run.config))
         if entry is None:
             # Only the session start: the HPARAMS tab then lists every scalar as a metric column.
