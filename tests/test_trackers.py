@@ -114,7 +114,7 @@ def trackio_values(run_dir: Path) -> dict[str, dict[int, float]]:
     entry = read_trackers(run_dir)["trackio"]
     out: dict[str, dict[int, float]] = {}
     seen = Counter()
-    for row in SQLiteStorage.get_logs(entry["project"], entry["name"]):
+    for row in SQLiteStorage.get_logs(entry["project"], entry["name"], run_id=entry["run_id"]):
         for key, value in row.items():
             if key not in ("step", "timestamp") and isinstance(value, float):
                 seen[key, row["step"]] += 1
