@@ -18,6 +18,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 METRICS = ("accuracy", "f1", "perplexity")
+TRACKERS = ("tensorboard", "trackio", "mlflow")  # report_to; nbkit/core/train/trackers.py writes them
 TASKS = (
     "sequence-classification",
     "token-classification",
@@ -152,6 +153,11 @@ class TrainConfig:
     name: str | None = _opt(None, "run name (default: derived from the model)", str)
     run_dir: str | None = _opt(None, "run directory (default: ./nbkit-runs/<name>-<time>)", str)
     overwrite: bool = _opt(False, "replace the run already in run_dir (default: refuse, never mix two runs)", bool)
+    report_to: list | None = _opt(
+        [], "also log to trackers: tensorboard (RUN_DIR/tensorboard), trackio, mlflow "
+        "(MLFLOW_TRACKING_URI or ./mlflow.db); 'all': those installed, 'none'", list,
+        choices=TRACKERS + ("all", "none"),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -268,6 +274,8 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         meta = {**f.metadata, "nullable": "None" in str(f.type)}
         clean[key] = _coerce(key, value, meta, default)
+    if "report_to" in clean:
+        clean["report_to"] = _report_to(clean["report_to"])
     return cls(**clean)
 
 
@@ -323,6 +331,21 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{shown} must be a mapping of config keys, e.g. 'model: minilm'")
     return values
+
+
+def _report_to(value: list | None) -> list[str]:
+    """`report_to` as a list of tracker names (or ["all"]): null and "none" mean no tracker."""
+    value = list(value or [])
+    for v in value:
+        if not isinstance(v, str):
+            raise ConfigError(f"each item of 'report_to' must be one of {', '.join(TRACKERS)}, got {v!r}")
+    alone = [v for v in value if v in ("all", "none")]
+    if alone and len(value) > 1:
+        raise ConfigError(f"'report_to': {alone[0]!r} stands alone (got {value!r}); "
+                          f"list trackers instead, e.g. [{', '.join(TRACKERS)}]")
+    if value == ["none"]:
+        return []
+    return list(dict.fromkeys(value))  # in order, each once
 
 
 def config_help(cls: type = FinetuneConfig) -> str:

@@ -25,6 +25,7 @@ from .train.events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunStart, S
 from .train.observers import JsonlLog
 from .train.run import Run, write_config
 from .train.rundir import run_name
+from .train.trackers import tracker_observers
 
 __all__ = ["TrainerCallback"]
 
@@ -47,11 +48,14 @@ class TrainerCallback(transformers.TrainerCallback):
     `cb.run.pause()` holds it there until `resume()`. The run exists from construction, so observers
     can subscribe before `trainer.train()`; its directory and name are filled in when the Trainer is
     built (or `add_callback`-ed and started), its config and model when training starts.
+    `report_to=["tensorboard", "trackio", "mlflow"]` (or "all"): nbkit's trackers, as for `fit`
+    (on the main process; RUN_DIR/tensorboard, trackers.json), checked here, before training.
     """
 
     def __init__(self, observers: Sequence[Callable[[Event, Run], Any]] = (), *,
                  run_dir: str | Path | None = None, name: str | None = None,
-                 handle_interrupt: bool = True):
+                 handle_interrupt: bool = True, report_to: str | Sequence[str] | None = None):
+        self._trackers = tracker_observers(report_to)
         self._given_run_dir = Path(run_dir) if run_dir is not None else None
         self._given_name = name
         self.handle_interrupt = handle_interrupt
@@ -98,6 +102,9 @@ class TrainerCallback(transformers.TrainerCallback):
             # First, so the file has the event even if a later observer raises.
             self._log = JsonlLog(run.run_dir / "metrics.jsonl")
             run.add_observer(self._log, first=True)
+            for tracker in self._trackers:  # after the log: they read what it wrote
+                if tracker not in run.observers:
+                    run.add_observer(tracker, after=self._log)
         self._install_sigint()
         world = max(1, getattr(args, "world_size", 1))
         self._batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world

@@ -42,4 +42,7 @@ td,th{{border:1px solid #ddd;padding:2px 8px;text-align:left}}</style></head>
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
+    from nbkit.core.train.trackers import log_report
+
+    log_report(run.run_dir, path)  # next to the run in MLflow too, when the run reports there
     return path

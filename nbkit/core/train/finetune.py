@@ -22,6 +22,7 @@ from ..config import (
 from ..suggest import check_kwargs
 from .launch import WORKER_ENV, launch_finetune
 from .rundir import run_name
+from .trackers import resolve_report_to
 
 _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
@@ -111,6 +112,7 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
         if value is not None:
             values[key] = value
     cfg = resolve_config(values, **options)
+    resolve_report_to(cfg.report_to)  # a tracker that is not installed fails here, before any loading
     if (cfg.processes > 1 or cfg.hosts > 1) and not os.environ.get(WORKER_ENV):
         if resume_from is not None:
             values["run_dir"] = str(resume_from)

@@ -46,6 +46,7 @@ from .observers import EarlyStopping, JsonlLog, ProgressBar
 from .run import Run, write_config
 from .rundir import claim_run_dir, run_name
 from .step import TrainStep, make_accelerator, make_optimizer, precision
+from .trackers import tracker_observers
 
 READ_EVERY = 0.25  # seconds between bulk reads of the step values from the device
 MAX_SKIPPED = 3  # consecutive steps with non-finite gradients before the run fails
@@ -72,6 +73,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         metrics: Sequence[Any] = (), best_metric: str = "eval_loss", early_stopping: int | None = None,
         seed: int = 0, scale_lr: bool = False, keep_optimizer: bool = False, callbacks: Sequence[Callable] = (),
         name: str | None = None, run_dir: str | os.PathLike | None = None, overwrite: bool = False,
+        report_to: str | Sequence[str] = (),
         test: Any = None, resume_from: str | os.PathLike | None = None, background: bool = False,
         progress: bool | Callable = True, config_extra: dict | None = None,
         stop_file: str | os.PathLike | None = None) -> Run:
@@ -85,6 +87,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     that holds a run is refused unless `overwrite=True`. `progress`: True (a progress bar), False,
     or a zero-argument factory returning an observer (how the notebook passes its dashboard in).
     `stop_file`: a path whose appearance stops the run at the next step boundary.
+    `report_to`: "tensorboard", "trackio", "mlflow" (or a list, or "all" installed) also logs
+    the run there (nbkit.core.train.trackers).
     """
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     options["metrics"] = list(metrics)
@@ -179,6 +183,7 @@ class Loop:
             save_at_epoch_end=self.eval_loader is None or cfg.eval_every is not None,
             keep_optimizer=cfg.keep_optimizer)
         self.observers: list[Callable] = [JsonlLog(run_dir / "metrics.jsonl"),
+                                          *tracker_observers(cfg, run_dir),  # report_to
                                           self.checkpointer]
         if cfg.early_stopping:
             self.observers.append(EarlyStopping(cfg.early_stopping, cfg.best_metric,

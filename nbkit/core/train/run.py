@@ -179,10 +179,17 @@ class Run:
         for event in past:
             observer(event, self)
 
-    def add_observer(self, observer, first: bool = False) -> None:
-        """Add an observer for new events only (no replay)."""
+    def add_observer(self, observer, first: bool = False, after=None) -> None:
+        """Add an observer for new events only (no replay): last, `first`, or right `after` another."""
         with self._lock:
-            self._observers = (observer, *self._observers) if first else (*self._observers, observer)
+            current = list(self._observers)
+            if first:
+                current.insert(0, observer)
+            elif after is not None and after in current:
+                current.insert(current.index(after) + 1, observer)
+            else:
+                current.append(observer)
+            self._observers = tuple(current)
 
     def remove_observer(self, observer) -> None:
         with self._lock:
