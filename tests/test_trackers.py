@@ -246,11 +246,11 @@ def test_texts_in_eval_metrics_become_text_not_numbers(tmp_path, stores):
 
     run_dir = tmp_path / "gen"
     run = Run(name="gen", run_dir=run_dir, config={"lr": 0.1}, observers=tracker_observers(ALL, run_dir))
-    run._emit(RunStart(name="gen", run_dir=str(run_dir), total_steps=1, steps_per_epoch=1, epochs=1,
+    run.emit(RunStart(name="gen", run_dir=str(run_dir), total_steps=1, steps_per_epoch=1, epochs=1,
                        config={"lr": 0.1}))
-    run._emit(StepEnd(step=1, epoch=1.0, loss=2.5, lr=0.1, samples_per_s=10.0, tokens_per_s=None))
-    run._emit(EvalEnd(step=1, epoch=1.0, metrics={"eval_loss": 1.25, "eval_samples": ["a cat sat", "a dog"]}))
-    run._emit(RunEnd(status="finished", step=1))
+    run.emit(StepEnd(step=1, epoch=1.0, loss=2.5, lr=0.1, samples_per_s=10.0, tokens_per_s=None))
+    run.emit(EvalEnd(step=1, epoch=1.0, metrics={"eval_loss": 1.25, "eval_samples": ["a cat sat", "a dog"]}))
+    run.emit(RunEnd(status="finished", step=1))
 
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
     acc.Reload()
@@ -278,19 +278,19 @@ def test_a_tracker_that_fails_mid_run_warns_and_training_goes_on(tmp_path, store
     run_dir = tmp_path / "r"
     [tracker] = tracker_observers(["mlflow"], run_dir)
     run = Run(name="r", run_dir=run_dir, config={}, observers=[tracker])
-    run._emit(RunStart(name="r", run_dir=str(run_dir), total_steps=2, steps_per_epoch=2, epochs=1))
+    run.emit(RunStart(name="r", run_dir=str(run_dir), total_steps=2, steps_per_epoch=2, epochs=1))
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
     tracker.client.log_batch = broken
     tracker.flush_every = 1e9  # only the evaluation sends
-    run._emit(StepEnd(step=1, epoch=0.5, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))
+    run.emit(StepEnd(step=1, epoch=0.5, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))
     with pytest.warns(RuntimeWarning, match="nbkit: mlflow stopped logging this run: OSError: disk full"):
-        run._emit(EvalEnd(step=1, epoch=0.5, metrics={"eval_loss": 1.0}))
-        run._emit(RunEnd(status="finished", step=1))  # the write fails in the writer thread; seen here
+        run.emit(EvalEnd(step=1, epoch=0.5, metrics={"eval_loss": 1.0}))
+        run.emit(RunEnd(status="finished", step=1))  # the write fails in the writer thread; seen here
     assert not tracker.open
-    run._emit(StepEnd(step=2, epoch=1.0, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))  # ignored
+    run.emit(StepEnd(step=2, epoch=1.0, loss=1.0, lr=0.1, samples_per_s=1.0, tokens_per_s=None))  # ignored
 
 
 # -- a resumed run ---------------------------------------------------------------------------------
@@ -352,10 +352,10 @@ def test_a_tracker_new_to_a_resumed_run_gets_the_whole_history(tmp_path, stores)
 
 
 def test_a_new_run_in_the_same_directory_replaces_the_old_one_in_tensorboard(tmp_path, stores):
-    for steps in (4, 2):  # the same cell run twice, no resume
+    for steps in (4, 2):  # the same cell run twice, no resume: the second replaces the first
         model, tok = tiny_bert(seed=steps)
         fit(model, dataset(64), dataset(16, seed=2), tokenizer=tok, max_steps=steps, batch_size=16,
-            run_dir=tmp_path / "run", progress=False, report_to="tensorboard")
+            run_dir=tmp_path / "run", progress=False, report_to="tensorboard", overwrite=steps == 2)
     got = tensorboard_values(tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     second = [x for x in lines[[i for i, x in enumerate(lines) if x["event"] == "run_start"][-1]:]

@@ -161,6 +161,7 @@ class Loop:
         stored_events: list = []
         if resume:
             self.resume_ckpt, stored_events = self._check_resume(Path(cfg.run_dir).absolute(), config)
+        trackers = tracker_observers(cfg)  # report_to: a tracker not installed fails here, before any write
         _claim_process(None)  # before the run directory exists: refused means nothing written
         run_dir = claim_run_dir(cfg.run_dir, name, resume=resume, overwrite=cfg.overwrite)
         config["run_dir"] = str(run_dir)
@@ -183,7 +184,7 @@ class Loop:
             save_at_epoch_end=self.eval_loader is None or cfg.eval_every is not None,
             keep_optimizer=cfg.keep_optimizer)
         self.observers: list[Callable] = [JsonlLog(run_dir / "metrics.jsonl"),
-                                          *tracker_observers(cfg, run_dir),  # report_to
+                                          *trackers,
                                           self.checkpointer]
         if cfg.early_stopping:
             self.observers.append(EarlyStopping(cfg.early_stopping, cfg.best_metric,
