@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ["name", "status", "steps", "best_metric", "best", "started", "age", "path"]
+COLUMNS = ["name", "status", "steps", "best_metric", "best", "started", "age", "size", "path"]
 # A run without a RunEnd is either dead or still training (in another kernel, or in the background):
 # if its log was written this recently, call it running.
 LIVE_SECONDS = 120.0
@@ -59,6 +59,7 @@ def _row(path: Path, now: float) -> dict[str, Any]:
         "best": best,
         "started": pd.Timestamp(datetime.fromtimestamp(start)).floor("s"),  # local time
         "age": pd.Timedelta(seconds=max(0.0, now - start)).floor("s"),
+        "size": dir_size(path),
         "path": str(path),
     }
 
@@ -68,7 +69,7 @@ def list_runs(root: str | Path = "nbkit-runs"):
 
     Columns: name, status (finished, stopped, failed, interrupted, running...), steps (the last
     optimizer step logged), best_metric and best (its best evaluated value), started (local time),
-    age, path. A run whose log has no end and was written in the last LIVE_SECONDS is "running".
+    age, size (bytes on disk), path. A run whose log has no end and was written in the last LIVE_SECONDS is "running".
     A run directory is a folder holding `metrics.jsonl` or `config.yaml`; a missing `root` gives an
     empty table.
     """
@@ -82,3 +83,15 @@ def list_runs(root: str | Path = "nbkit-runs"):
     df["steps"] = df["steps"].astype("Int64")
     df["best"] = df["best"].astype(float)
     return df.sort_values("started", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def dir_size(path: str | Path) -> int:
+    """Bytes under `path` (files only, symlinks not followed); 0 for a missing folder."""
+    total = 0
+    for p in Path(path).rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:  # a file removed while we walk (a checkpoint being replaced)
+            continue
+    return total

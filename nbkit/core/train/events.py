@@ -76,6 +76,16 @@ class CheckpointSaved(Event):
 
 
 @dataclass
+class Phase(Event):
+    """What the run does between steps when that takes a while: after the last step the loop says
+    "evaluating, saving" or "testing, saving" before RunEnd, so a display can show it."""
+
+    kind = "phase"
+    name: str
+    step: int = 0
+
+
+@dataclass
 class RunEnd(Event):
     kind = "run_end"
     status: str
@@ -84,7 +94,7 @@ class RunEnd(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, RunEnd)
+    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, Phase, RunEnd)
 }
 
 

@@ -22,7 +22,7 @@ import torch
 from ..config import ConfigError, TrainConfig, build_config
 from . import checkpoints as ckpt
 from .batching import DataError, TokenizedDataset, make_loader
-from .events import CheckpointSaved, EpochEnd, EvalEnd, RunEnd, RunStart, StepEnd
+from .events import CheckpointSaved, EpochEnd, EvalEnd, Phase, RunEnd, RunStart, StepEnd
 from .metrics import compute_metrics, resolve_metrics
 from .observers import EarlyStopping, JsonlLog, ProgressBar
 from .run import Run, write_config
@@ -361,6 +361,7 @@ class _Loop:
             if run._stop_after_epoch:
                 self._save(final=True)
                 return "stopped", "stopped after the epoch"
+        run._emit(Phase(name="testing and saving" if self.test_loader is not None else "saving", step=self.step))
         if self.eval_loader is not None and self.last_eval_step != self.step:
             self._evaluate_and_save()
         self._save(final=True)
