@@ -283,7 +283,9 @@ def load_model(
         # the shape mismatch (transformers' load report names the re-initialised weights).
         extra["ignore_mismatched_sizes"] = True
     try:
-        model = auto_cls.from_pretrained(name, config=config, **common, **extra)
+        with _quiet_loading():
+            model, info = auto_cls.from_pretrained(name, config=config, output_loading_info=True,
+                                                   **common, **extra)
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             kind = getattr(config, "model_type", "?")
@@ -311,7 +313,59 @@ def load_model(
 
     model.to(torch_device)
     model.eval()
+    line = loading_note(model, info)
+    if line:
+        print(line)
     return model, tokenizer
+
+
+_HEAD_PREFIXES = ("classifier", "score", "qa_outputs", "lm_head", "cls.", "pre_classifier")
+
+
+class _quiet_loading:
+    """Silence transformers while a model loads: no "Loading weights" progress bar (frozen at 0% in
+    a saved notebook) and no multi-line LOAD REPORT (it reads like an error for the usual new
+    classification head); `loading_note` says the same in one line."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.hf = hf_logging
+        self.bars = not hf_logging.is_progress_bar_enabled()
+        self.verbosity = hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        return self
+
+    def __exit__(self, *exc):
+        self.hf.set_verbosity(self.verbosity)
+        if not self.bars:
+            self.hf.enable_progress_bar()
+
+
+def _short_list(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def loading_note(model: Any, info: dict[str, Any] | None) -> str:
+    """One line about weights the checkpoint did not provide, or "" when it provided them all.
+
+    The usual case, a pretrained encoder with a new task head, reads "new classification head:
+    2 labels, initialized"; anything else names the weights (first three) that start untrained."""
+    info = info or {}
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys") or [])
+    fresh = sorted(set(missing) | set(mismatched))
+    if not fresh:
+        return ""
+    if all(k.startswith(_HEAD_PREFIXES) for k in fresh):
+        labels = getattr(getattr(model, "config", None), "num_labels", None)
+        arch = type(model).__name__
+        kind = "classification" if "Classification" in arch else "task"
+        what = f"{labels} labels, " if kind == "classification" and labels else ""
+        return f"new {kind} head: {what}initialized"
+    return f"{len(fresh)} weights not in the checkpoint, initialized: {_short_list(fresh)}"
 
 
 # --------------------------------------------------------------------------------------------- summary
