@@ -62,11 +62,11 @@ def training_series(history: pd.DataFrame, *, smoothing: float = 0.1, max_points
 
 def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float = 0.1,
                     log_y: bool = False, show_lr: bool = False, epoch_steps: list[int] | None = None,
-                    max_points: int = MAX_POINTS) -> go.Figure:
+                    max_points: int = MAX_POINTS, data: dict[str, Any] | None = None) -> go.Figure:
     """Training loss (raw, faint; smoothed, solid) per step; eval metrics per evaluation on a
     second axis; optional learning rate; epoch boundaries as dotted lines. Each curve holds at most
     `max_points` points (min/max decimation keeps loss spikes), so a saved figure stays small."""
-    data = training_series(history, smoothing=smoothing, max_points=max_points)
+    data = data or training_series(history, smoothing=smoothing, max_points=max_points)
     fig = go.Figure()
     if data["loss"][0]:
         fig.add_trace(go.Scatter(x=data["loss"][0], y=data["loss"][1], mode="lines", name="train loss",
@@ -107,8 +107,9 @@ def training_bundle(history: pd.DataFrame, *, title: str = "", epoch_steps: list
                     text: str | None = None, x: str = "step") -> dict[str, Any]:
     """The training chart as one display bundle: interactive plotly JSON (no widget state needed),
     a PNG of the same chart, and a one-line text/plain."""
-    fig = training_figure(history, title=title, epoch_steps=epoch_steps)
-    png = training_png(history, title=title, epoch_steps=epoch_steps, x=x)
+    data = training_series(history, x=x)  # computed once, drawn twice
+    fig = training_figure(history, title=title, epoch_steps=epoch_steps, data=data)
+    png = training_png(history, title=title, epoch_steps=epoch_steps, x=x, data=data)
     if text is None:
         n = int(history["loss"].notna().sum()) if "loss" in history else 0
         text = f"training chart: {title or 'run'}, {n} steps"
@@ -201,11 +202,11 @@ def figure_bundle(fig: go.Figure, png: bytes, text: str) -> dict[str, Any]:
 
 def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
                  log_y: bool = False, width: float = 8.0, height: float = 3.6, dpi: int = 100,
-                 x: str = "step", max_points: int = MAX_POINTS) -> bytes:
+                 x: str = "step", max_points: int = MAX_POINTS, data: dict[str, Any] | None = None) -> bytes:
     """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
     GitHub, nbviewer and in LaTeX/PDF, where no kernel draws the live chart. Same series, same
     smoothing and same metric range as the interactive figure."""
-    data = training_series(history, max_points=max_points, x=x)
+    data = data or training_series(history, max_points=max_points, x=x)
     fig = _mpl_figure(width, height, dpi)
     ax = fig.add_subplot()
     if data["loss"][0]:
