@@ -55,6 +55,10 @@ _DTYPE_NAMES = {
 class ModelError(ValueError):
     """A model cannot be loaded as asked; the message says what to do instead."""
 
+    def as_yaml(self) -> str:
+        """The message with its suggestions written as YAML keys, for a `%%finetune` cell."""
+        return str(self).replace(_ALTERNATIVES, _ALTERNATIVES_YAML)
+
 
 def _did_you_mean(value: str, allowed: list[str]) -> str:
     close = difflib.get_close_matches(value, allowed, n=1)
@@ -171,6 +175,12 @@ _ALTERNATIVES = (
     '  - a local folder with config.json (what save_pretrained writes): load_model("/path/to/folder")\n'
     '  - the bundled offline model: load_model("minilm")'
 )
+# The same advice for a %%finetune cell, whose body is YAML, not Python.
+_ALTERNATIVES_YAML = (
+    "Alternatives (in the cell):\n"
+    "  - a local folder with config.json (what save_pretrained writes):   model: /path/to/folder\n"
+    "  - the bundled offline model:   model: minilm"
+)
 
 
 def _check_local(name: str, shown: str) -> None:
@@ -192,7 +202,7 @@ def _hub_error(shown: str, err: Exception) -> ModelError:
     """Translate transformers' OSError for a hub id into one short ModelError."""
     text = str(err)
     if "couldn't connect" in text or "offline mode" in text.lower():
-        why = "offline mode is on (HF_HUB_OFFLINE=1)" if _hub_offline() else "no network connection"
+        why = "offline mode is on: HF_HUB_OFFLINE=1" if _hub_offline() else "no network connection"
         return ModelError(
             f"Cannot load {shown!r}: it is not in the local Hugging Face cache and the Hugging Face Hub "
             f"cannot be reached ({why}).\n{_ALTERNATIVES}\n"

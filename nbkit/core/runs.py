@@ -95,3 +95,34 @@ def dir_size(path: str | Path) -> int:
         except OSError:  # a file removed while we walk (a checkpoint being replaced)
             continue
     return total
+
+
+def clean_runs(root: str | Path = "nbkit-runs", *, keep: int = 3, dry_run: bool = True):
+    """Remove all but the newest `keep` run directories under `root`; runs still training are
+    never removed. With `dry_run` (the default) nothing is deleted: the table says what would be.
+
+    Returns a DataFrame (name, status, size, path, removed) of the runs past `keep`, oldest last.
+    """
+    import shutil
+
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+        raise ValueError(f"keep must be a whole number >= 0 (runs to keep, newest first), got {keep!r}")
+    table = list_runs(root)
+    old = table.iloc[keep:]
+    old = old[old["status"] != "running"][["name", "status", "size", "path"]].reset_index(drop=True)
+    old["removed"] = False
+    if not dry_run:
+        for i, path in enumerate(old["path"]):
+            shutil.rmtree(path, ignore_errors=True)
+            old.loc[i, "removed"] = not Path(path).exists()
+    return old
+
+
+def sizes_for_display(table):
+    """A copy of a runs table with `size` as text ("261.3 MB"), for showing to a person."""
+    from .models import human_bytes
+
+    shown = table.copy()
+    if "size" in shown:
+        shown["size"] = [human_bytes(int(v)) if v == v else "" for v in shown["size"]]
+    return shown
