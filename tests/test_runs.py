@@ -153,3 +153,19 @@ def test_cli_runs_and_clean(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("Removed: 1 runs, ")
     assert not (tmp_path / "c0").exists() and (tmp_path / "c1").exists()
+
+
+def test_a_run_shows_itself_without_an_object_repr(tmp_path):
+    from nbkit.core.models import human_bytes
+    from nbkit.core.runs import dir_size
+    from nbkit.core.train.run import Run
+
+    run_dir = write_run(tmp_path, "shown", start=time.time() - 60, evals=[{"eval_accuracy": 0.75}])
+    run = Run.load(run_dir)
+    bundle = run._repr_mimebundle_()
+    assert sorted(bundle) == ["text/html", "text/plain"]
+    size = human_bytes(dir_size(run_dir))
+    assert bundle["text/plain"] == (f"nbkit run 'shown': finished at step 3, eval_accuracy 0.75 \u00b7 {run_dir} "
+                                    f"({size})")
+    assert "<th style='text-align:left;padding:1px 10px 1px 0'>last checkpoint</th>" in bundle["text/html"]
+    assert "object at 0x" not in bundle["text/html"]

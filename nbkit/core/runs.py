@@ -126,3 +126,29 @@ def sizes_for_display(table):
     if "size" in shown:
         shown["size"] = [human_bytes(int(v)) if v == v else "" for v in shown["size"]]
     return shown
+
+
+def run_bundle(run: Any) -> dict[str, str]:
+    """What a `Run` left last in a cell shows: one line of text and a small escaped HTML table
+    (status, steps, latest metrics, checkpoints, size), so a saved notebook never reads
+    `<nbkit.Run ...>` or an object address."""
+    import html
+
+    from .models import human_bytes
+    from .train.events import StepEnd
+
+    last = next((e for e in reversed(run.events) if isinstance(e, StepEnd)), None)
+    steps = f"step {last.step}" if last else "no steps"
+    metrics = run.metrics
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)))
+    size = human_bytes(dir_size(run.run_dir)) if Path(run.run_dir).exists() else "not on disk"
+    line = f"nbkit run {run.name!r}: {run.status} at {steps}" + (f", {shown}" if shown else "") + \
+        f" \u00b7 {run.run_dir} ({size})"
+    rows = [("status", f"{run.status} at {steps}"), ("metrics", shown or "none yet"),
+            ("best checkpoint", str(run.best_checkpoint or "none")),
+            ("last checkpoint", str(run.last_checkpoint or "none")),
+            ("run directory", f"{run.run_dir} ({size})")]
+    cells = "".join(f"<tr><th style='text-align:left;padding:1px 10px 1px 0'>{html.escape(k)}</th>"
+                    f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
+    return {"text/plain": line,
+            "text/html": f"<div><b>nbkit run {html.escape(run.name)}</b><table style='font-size:12px'>{cells}</table></div>"}
