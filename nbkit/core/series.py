@@ -13,7 +13,7 @@ import math
 
 
 class BoundedSeries:
-    __slots__ = ("max_buckets", "mode", "width", "n", "_b")
+    __slots__ = ("max_buckets", "mode", "width", "n", "_b", "_gen", "_frozen", "_frozen_gen", "_memo")
 
     def __init__(self, max_buckets: int = 500, mode: str = "minmax"):
         if mode not in ("minmax", "mean"):
@@ -23,6 +23,12 @@ class BoundedSeries:
         self.n = 0
         # per bucket: [count, x_min, y_min, x_max, y_max, x_sum, y_sum]
         self._b: list[list[float]] = []
+        # Drawing caches: buckets before the last never change until the next merge (`_gen`), so
+        # their array is built once; `_memo` is the last points() while nothing was appended.
+        self._gen = 0
+        self._frozen = None
+        self._frozen_gen = -1
+        self._memo: tuple[int, tuple[list[float], list[float]]] | None = None
 
     def append(self, x: float, y: float) -> None:
         if y is None or not math.isfinite(y):
@@ -55,6 +61,7 @@ class BoundedSeries:
             merged.append(b[-1])
         self._b = merged
         self.width *= 2
+        self._gen += 1
 
     def points(self) -> tuple[list[float], list[float]]:
         """The points to draw, in x order. Once the series has more than `max_buckets // 2` buckets it
@@ -65,7 +72,15 @@ class BoundedSeries:
 
         if not self._b:
             return [], []
-        g = np.asarray(self._groups(), dtype=np.float64)  # (groups, 7)
+        if self._memo is not None and self._memo[0] == self.n:
+            return self._memo[1]
+        out = self._points(np.asarray(self._groups(), dtype=np.float64))  # (groups, 7)
+        self._memo = (self.n, out)
+        return out
+
+    def _points(self, g) -> tuple[list[float], list[float]]:
+        import numpy as np
+
         if self.mode == "mean":
             return (g[:, 5] / g[:, 0]).tolist(), (g[:, 6] / g[:, 0]).tolist()
         x_lo, y_lo, x_hi, y_hi = g[:, 1], g[:, 2], g[:, 3], g[:, 4]
@@ -88,7 +103,7 @@ class BoundedSeries:
         target = max(1, self.max_buckets // 2)
         if len(b) <= target:
             return b
-        a = np.asarray(b, dtype=np.float64)
+        a = self._array()
         n = len(a)
         edges = (np.arange(target) * n) // target
         group = np.repeat(np.arange(target), np.diff(np.append(edges, n)))
@@ -101,6 +116,19 @@ class BoundedSeries:
         out[:, 5] = np.add.reduceat(a[:, 5], edges)
         out[:, 6] = np.add.reduceat(a[:, 6], edges)
         return out
+
+    def _array(self):
+        """All buckets as one (n, 7) float array, reusing the array of the unchanged ones."""
+        import numpy as np
+
+        b, k = self._b, len(self._b) - 1
+        frozen = self._frozen
+        if frozen is None or self._frozen_gen != self._gen or len(frozen) > k:
+            frozen = np.asarray(b[:k], dtype=np.float64).reshape(-1, 7)
+        elif len(frozen) < k:
+            frozen = np.concatenate([frozen, np.asarray(b[len(frozen):k], dtype=np.float64)])
+        self._frozen, self._frozen_gen = frozen, self._gen
+        return np.concatenate([frozen, np.asarray([b[-1]], dtype=np.float64)])
 
     def __len__(self) -> int:
         return self.n
