@@ -37,7 +37,6 @@ BAD = [r"VBox\(children", r"object at 0x", r"Loading weights", r"LOAD REPORT", r
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     import nbclient
-
     import transformers
 
     from nbkit.testing import tiny_bert

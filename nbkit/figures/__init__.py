@@ -82,8 +82,9 @@ def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float 
                                  line={"color": "#7f7f7f", "dash": "dot"}, yaxis="y3"))
     for s in epoch_steps or []:
         fig.add_vline(x=s, line={"color": "#bbbbbb", "dash": "dot", "width": 1})
+    # "auto": own round ticks (0.45, 0.5, ...), not ticks synced to the loss axis' grid lines
     yaxis2: dict[str, Any] = {"title": {"text": "eval metric"}, "overlaying": "y", "side": "right",
-                              "showgrid": False}
+                              "showgrid": False, "tickmode": "auto", "nticks": 6}
     if data["metric_range"]:
         yaxis2["range"] = list(data["metric_range"])
     layout: dict[str, Any] = {

@@ -157,6 +157,9 @@ class Dashboard:
         self._chart_handle = display(self.view, display_id=True)
         self._summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
         self._t_shown = time.monotonic()
+        if self._busy is None and threading.current_thread() is threading.main_thread():
+            # from now until this cell's own "idle": the view's hello and clicks arrive on a subshell
+            self._busy = _KernelBusy.start()
         return self
 
     def _ipython_display_(self) -> None:
@@ -189,7 +192,7 @@ class Dashboard:
                 setup.append(f"lr {event.lr:.3g}")
             self.view.title = event.name
             self.view.subtitle = f"{event.run_dir} \u00b7 " + " \u00b7 ".join(setup)
-            if threading.current_thread() is threading.main_thread():
+            if self._busy is None and threading.current_thread() is threading.main_thread():
                 self._busy = _KernelBusy.start()  # a blocking cell: keep the kernel reading busy
         elif isinstance(event, EvalEnd):
             self.eval_rows.append({"step": event.step, **event.metrics})
@@ -419,9 +422,11 @@ class _KernelBusy:
 
     JupyterLab >= 4.4 sends widget messages (our Stop button, the view's hello) on a subshell, and
     ipykernel 7 answers each with status busy -> idle on that subshell; the front end then shows
-    "Idle" for the rest of the cell, although the main shell is still running it. While a blocking
-    run is live, after each such idle we publish "busy" again for the cell's own request. Removed
-    when the run ends; does nothing outside an ipykernel with subshells.
+    "Idle" for the rest of the cell, although the main shell is still running it. From the moment
+    the dashboard is shown in a cell, after each such idle we publish "busy" again for the cell's
+    own request (and once at the start, in case an idle went out before). It removes itself when
+    the cell's own idle goes out (a background run's cell ends at once) or the run ends; it does
+    nothing outside an ipykernel with subshells.
     """
 
     def __init__(self, kernel: Any, parent: dict):
@@ -444,6 +449,7 @@ class _KernelBusy:
             return None
         keeper = cls(kernel, parent)
         kernel._publish_status = keeper._publish_status
+        keeper.original("busy", "shell", parent)
         return keeper
 
     def _publish_status(self, status, channel, parent=None):
@@ -451,7 +457,9 @@ class _KernelBusy:
         if status != "idle" or channel != "shell":
             return
         header = (parent or self.kernel.get_parent(channel) or {}).get("header", {})
-        if header.get("msg_type") in ("comm_msg", "comm_open", "comm_close") and header.get("subshell_id"):
+        if header.get("msg_id") is not None and header.get("msg_id") == self.parent["header"].get("msg_id"):
+            self.stop()  # the cell itself is done: the kernel really is idle now
+        elif header.get("msg_type") in ("comm_msg", "comm_open", "comm_close") and header.get("subshell_id"):
             self.original("busy", "shell", self.parent)
 
     def stop(self) -> None:
