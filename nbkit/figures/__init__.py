@@ -62,11 +62,12 @@ def training_series(history: pd.DataFrame, *, smoothing: float = 0.1, max_points
 
 def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float = 0.1,
                     log_y: bool = False, show_lr: bool = False, epoch_steps: list[int] | None = None,
-                    max_points: int = MAX_POINTS, data: dict[str, Any] | None = None) -> go.Figure:
+                    max_points: int = MAX_POINTS, data: dict[str, Any] | None = None,
+                    x: str = "step") -> go.Figure:
     """Training loss (raw, faint; smoothed, solid) per step; eval metrics per evaluation on a
     second axis; optional learning rate; epoch boundaries as dotted lines. Each curve holds at most
     `max_points` points (min/max decimation keeps loss spikes), so a saved figure stays small."""
-    data = data or training_series(history, smoothing=smoothing, max_points=max_points)
+    data = data or training_series(history, smoothing=smoothing, max_points=max_points, x=x)
     fig = go.Figure()
     if data["loss"][0]:
         fig.add_trace(go.Scatter(x=data["loss"][0], y=data["loss"][1], mode="lines", name="train loss",
@@ -89,7 +90,7 @@ def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float 
         yaxis2["range"] = list(data["metric_range"])
     layout: dict[str, Any] = {
         "title": {"text": html.escape(title), "x": 0, "xanchor": "left", "y": 0.98} if title else None,
-        "xaxis": {"title": {"text": "step"}},
+        "xaxis": {"title": {"text": "learning rate"}, "type": "log"} if x == "lr" else {"title": {"text": "step"}},
         "yaxis": {"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
         "yaxis2": yaxis2,
         # above the plot area, never over the curves
@@ -109,7 +110,7 @@ def training_bundle(history: pd.DataFrame, *, title: str = "", epoch_steps: list
     """The training chart as one display bundle: interactive plotly JSON (no widget state needed),
     a PNG of the same chart, and a one-line text/plain."""
     data = training_series(history, x=x)  # computed once, drawn twice
-    fig = training_figure(history, title=title, epoch_steps=epoch_steps, data=data)
+    fig = training_figure(history, title=title, epoch_steps=epoch_steps, data=data, x=x)
     png = training_png(history, title=title, epoch_steps=epoch_steps, x=x, data=data)
     if text is None:
         n = int(history["loss"].notna().sum()) if "loss" in history else 0
