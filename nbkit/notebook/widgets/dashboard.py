@@ -175,7 +175,8 @@ class Dashboard:
             self.loss.append(x, loss)
             self.smooth.append(x, self.average.update(loss))
             self.lr.append(event.step, event.lr)
-            if time.monotonic() - self._t_flush >= self._gap:
+            # the first point at once (a person is waiting to see something), then throttled
+            if time.monotonic() - self._t_flush >= self._gap or self.t_first_chart is None:
                 self.run = run
                 self.flush()
             return
