@@ -381,8 +381,12 @@ class Dashboard:
         line = self.status_line(run)
         color = {"finished": "#2ca02c", "stopped": "#b35900", "failed": "#d62728"}.get(self.status, "#333")
         table = metrics_table_html(self.eval_rows, max_rows=12) if self.eval_rows else ""
+        head = f"{self.name or 'run'} "
+        marked = (f"{html.escape(head)}<span class='nbkit-status'>{html.escape(self.status)}</span>"
+                  f"{html.escape(line[len(head) + len(self.status):])}" if line.startswith(head + self.status)
+                  else html.escape(line))
         html_out = (f"<div class='nbkit-summary' style='font-size:13px'>"
-                    f"<div style='color:{color};margin:2px 0 6px 0'>{html.escape(line)}</div>{table}</div>")
+                    f"<div style='color:{color};margin:2px 0 6px 0'>{marked}</div>{table}</div>")
         text = line
         if self.eval_rows:
             spec = table_spec(self.eval_rows, max_rows=12)
