@@ -284,6 +284,7 @@ def test_the_result_replaces_the_live_widget(comm_log, tmp_path):
     assert summary["text/plain"].splitlines()[1].split() == ["step", "eval_loss", "eval_accuracy"]
     assert summary["text/html"].count("<table") == 1 and summary["text/html"].count("<tr>") == 3
     assert "nbkit-summary" in summary["text/html"] and "th" in summary["text/html"]
+    assert "tiny <span class='nbkit-status'>finished</span> at step 8 \u00b7 " in summary["text/html"]
     # the live widget is closed: nothing of it stays in the saved widget state
     assert d.view.comm is None
     assert [m for m in comm_log if m[0] == "comm_close"]
