@@ -307,34 +307,3 @@ def test_phase_shows_what_happens_after_the_last_step(comm_log):
     d(Phase(name="testing and saving", step=10), run)
     assert d.view.status == "testing and saving\u2026"
     assert "ETA" not in d.view.progress["text"]
-
-
-def test_kernel_busy_keeper_republishes_busy_after_a_subshell_idle():
-    from nbkit.notebook.widgets.dashboard import _KernelBusy
-
-    sent = []
-
-    class FakeKernel:
-        _supports_kernel_subshells = True
-
-        def _publish_status(self, status, channel, parent=None):
-            sent.append((status, (parent or {}).get("header", {}).get("msg_type")))
-
-        def get_parent(self, channel):
-            return {}
-
-    kernel = FakeKernel()
-    cell = {"header": {"msg_type": "execute_request", "msg_id": "cell"}}
-    keeper = _KernelBusy(kernel, cell)
-    kernel._publish_status = keeper._publish_status
-    comm_msg = {"header": {"msg_type": "comm_msg", "subshell_id": "s1", "msg_id": "c1"}}
-    kernel._publish_status("busy", "shell", comm_msg)
-    kernel._publish_status("idle", "shell", comm_msg)
-    kernel._publish_status("idle", "shell", {"header": {"msg_type": "execute_request", "msg_id": "other"}})
-    assert sent == [("busy", "comm_msg"), ("idle", "comm_msg"), ("busy", "execute_request"),
-                    ("idle", "execute_request")]
-    assert "_publish_status" in vars(kernel)
-    kernel._publish_status("idle", "shell", cell)  # the cell's own idle: the keeper goes away
-    assert "_publish_status" not in vars(kernel)
-    kernel._publish_status("idle", "shell", comm_msg)
-    assert sent[-2:] == [("idle", "execute_request"), ("idle", "comm_msg")]  # no busy any more
