@@ -63,6 +63,36 @@ def _report(args) -> int:
     return 0
 
 
+def _runs(args) -> int:
+    from nbkit.core.runs import list_runs, sizes_for_display
+
+    table = list_runs(args.root)
+    if table.empty:
+        print(f"No runs in {args.root!r}.")
+        return 0
+    print(sizes_for_display(table).to_string(index=False))
+    return 0
+
+
+def _clean(args) -> int:
+    from nbkit.core.models import human_bytes
+    from nbkit.core.runs import clean_runs, sizes_for_display
+
+    try:
+        old = clean_runs(args.root, keep=args.keep, dry_run=not args.yes)
+    except ValueError as exc:
+        print(f"nbkit clean: {exc}", file=sys.stderr)
+        return 2
+    if old.empty:
+        print(f"Nothing to clean in {args.root!r}.")
+        return 0
+    total = human_bytes(int(old["size"].sum()))
+    verb = "Removed" if args.yes else "Would remove (add --yes to delete)"
+    print(f"{verb}: {len(old)} runs, {total}")
+    print(sizes_for_display(old.drop(columns="removed")).to_string(index=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from nbkit.core.config import config_help
 
@@ -80,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("report", help="write report.html for a run directory")
     rp.add_argument("run_dir")
     rp.set_defaults(func=_report)
+    rn = sub.add_parser("runs", help="list run directories with status, best metric and size")
+    rn.add_argument("root", nargs="?", default="nbkit-runs")
+    rn.set_defaults(func=_runs)
+    cl = sub.add_parser("clean", help="remove all but the newest runs (lists them unless --yes)")
+    cl.add_argument("root", nargs="?", default="nbkit-runs")
+    cl.add_argument("--keep", type=int, default=3, help="how many of the newest runs to keep (default 3)")
+    cl.add_argument("--yes", action="store_true", help="really delete")
+    cl.set_defaults(func=_clean)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -306,13 +306,13 @@ class NotebookPage:
 
 # -- the dashboard, seen from the page -------------------------------------------------------------
 
-# Points in the first trace (raw training loss) of a live plotly chart; index -1 is the last one on
-# the page. A finished run's dashboard retires its live chart (its static copy stays), so the
-# running dashboard's chart is usually the last.
+# Points in the first trace (raw training loss) of a live dashboard chart; index -1 is the last one on
+# the page. A finished run's dashboard is replaced by its final figure, so the running dashboard's
+# chart is usually the last.
 JS_CHART_POINTS = """(i) => {
-  const all = document.querySelectorAll('.js-plotly-plot');
-  const gd = all[i < 0 ? all.length + i : i];
-  return gd && gd.data && gd.data[0] && gd.data[0].x ? gd.data[0].x.length : -1;
+  const all = document.querySelectorAll('.nbkit-dashboard');
+  const d = all[i < 0 ? all.length + i : i];
+  return d && d.dataset.points ? Number(d.dataset.points) : -1;
 }"""
 
 

@@ -78,7 +78,11 @@ def test_initial_state_carries_one_layer_as_binary(sent, xss_bert):
     model, tok = xss_bert
     w = show_attention(model, tok, f"the cat {XSS[0]} sat {XSS[1]}", layer=1)
     state = w.get_state()
-    assert state["view"] == "head" and state["layer"] == 1 and state["heads"] == [0, 1, 2]
+    # opens on the most focused head of the layer (lowest entropy), and says how to show all
+    focused = int(w.attention.entropy("self")[1].argmin())
+    assert state["view"] == "head" and state["layer"] == 1 and state["heads"] == [focused]
+    assert state["info"]["note"].endswith(f'Showing head {focused}, the most focused head of layer 1 '
+                                          '(lowest entropy). Click the head numbers to add heads, or "all" to show all 3.')
     assert state["info"]["layers"] == [0, 1] and state["info"]["num_heads"] == 3
     opens = [
         d
@@ -88,8 +92,8 @@ def test_initial_state_carries_one_layer_as_binary(sent, xss_bert):
     assert len(opens) == 1
     ((_, data, buffers),) = [m for m in sent if m[1] is opens[0]]
     meta = data["state"]["_initial"]["meta"]
-    assert meta["key"] == "sparse|self|1|-1" and meta["shape"] == [3, 7, 7]
-    assert [len(b) for b in buffers] == [3 * 7 * 7 * 2, 3 * 7 * 7]  # uint16 indices, uint8 weights
+    assert meta["key"] == "sparse|self|1|-1" and meta["shape"] == [3, 7, 6]  # top_k 6 keys per token
+    assert [len(b) for b in buffers] == [3 * 7 * 6 * 2, 3 * 7 * 6]  # uint16 indices, uint8 weights
     idx, val = _decode_sparse(meta, buffers)
     true = w.attention.weights["self"][1]  # (H, T, T)
     np.testing.assert_allclose(
@@ -137,9 +141,9 @@ def test_layer_switch_fetches_one_layer(sent, tiny_bert):
         and content["id"] == "p:1"
         and content["key"] == "sparse|self|1|-1"
     )
-    assert sum(len(b) for b in buffers) == 2 * 8 * 8 * 3
+    assert sum(len(b) for b in buffers) == 2 * 8 * 6 * 3  # 6 of 8 keys kept per token (top_k 6)
     idx, val = _decode_sparse(content, buffers)
-    true_idx, true_val = top_k(w.attention.weights["self"][1], 16)
+    true_idx, true_val = top_k(w.attention.weights["self"][1], 6)
     np.testing.assert_array_equal(np.sort(idx, -1), np.sort(true_idx, -1))
     np.testing.assert_allclose(np.sort(val, -1), np.sort(true_val, -1), atol=true_val.max() / 255)
 
@@ -269,3 +273,18 @@ def test_static_heatmap_escapes_tokens(xss_bert):
     np.testing.assert_allclose(
         np.asarray(mean.data[0].z), att.weights["self"].mean(axis=(0, 1)), rtol=1e-6
     )
+
+
+def test_the_view_leaves_a_png_of_what_it_shows(sent, xss_bert):
+    import base64
+
+    model, tok = xss_bert
+    w = show_attention(model, tok, "the cat sat on the mat", layer=1)
+    bundle = w._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert sorted(bundle) == ["application/vnd.jupyter.widget-view+json", "image/png", "text/plain"]
+    png = base64.b64decode(bundle["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 300_000
+    assert bundle["text/plain"] == (f"nbkit attention view (head): {w.attention.model_name}, "
+                                    f"{len(w.attention.tokens)} tokens, 2 layers x 3 heads")
+    assert "object at 0x" not in bundle["text/plain"]

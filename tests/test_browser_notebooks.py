@@ -29,11 +29,12 @@ NOTEBOOKS = ROOT / "notebooks"
 XSS = "<img src=x onerror=alert(1)>"
 KERNEL_ENV = {"NBKIT_SMALL": "1", "OMP_NUM_THREADS": "1"}
 
-# Texts of the dashboards' progress lines ("finished · step 6/6 · ..."), in page order.
-JS_STATUSES = """() => [...document.querySelectorAll('.widget-html-content')]
-  .map(e => e.textContent).filter(t => /step \\d+\\/\\d+/.test(t))"""
-JS_STATIC_IMAGES = """() => [...document.querySelectorAll('.nbkit-static img')]
-  .filter(i => i.complete && i.naturalWidth > 100).length"""
+# Each run's status, in page order: a live dashboard's ("running") or a finished run's summary line.
+JS_STATUSES = """() => [...document.querySelectorAll('.nbkit-dashboard .nbkit-progress b, .nbkit-summary .nbkit-status')]
+  .map(e => e.textContent)"""
+# Finished runs' charts: plotly's renderer (its PNG until hovered, then the interactive figure).
+JS_STATIC_IMAGES = """() => [...document.querySelectorAll('.nbkit-summary')]
+  .filter(s => s.closest('.jp-Cell')?.querySelector('.jp-RenderedPlotly')).length"""
 # Per attention view: how many canvases/SVGs it drew, plus coloured token chips (the generation view
 # colours text instead of drawing).
 JS_ATTENTION_READY = """() => [...document.querySelectorAll('.nbk-att[data-ready="1"]')].map(v => {
@@ -125,10 +126,10 @@ def _watch_training(nb: NotebookPage, name: str, timeout: float = 120) -> list[i
     """Follow the live chart of the notebook's first run until its static copy appears; screenshot
     the dashboard once the chart has grown."""
     page = nb.page
-    nb.wait_for("() => document.querySelector('.js-plotly-plot') !== null", timeout)
-    dashboard = page.locator(".jp-OutputArea-output").filter(has=page.locator(".nbkit-controls")).first
+    nb.wait_for("() => document.querySelector('.nbkit-dashboard') !== null", timeout)
+    dashboard = page.locator(".jp-OutputArea-output").filter(has=page.locator(".nbkit-dashboard")).first
     return watch_chart_grow(page, -1, samples=int(timeout / 0.25), every=0.25,
-                            until="() => document.querySelectorAll('.nbkit-static img').length > 0",
+                            until="() => document.querySelectorAll('.nbkit-summary').length > 0",
                             on_growth=lambda: nb.screenshot(f"{name}_dashboard_live", dashboard))
 
 
@@ -141,7 +142,7 @@ def test_quickstart_in_lab(lab, shots):
         statuses = nb.page.evaluate(JS_STATUSES)
         assert len(statuses) == 1 and statuses[0].startswith("finished"), statuses
         assert nb.page.evaluate(JS_STATIC_IMAGES) == 1
-        nb.screenshot("01_static_copy", nb.page.locator(".nbkit-static").first)
+        nb.screenshot("01_static_copy", nb.page.locator(".jp-RenderedPlotly").first)
         nb.screenshot("01_predictions", nb.page.locator(".jp-RenderedHTMLCommon table").last)
         drawn = nb.page.evaluate(JS_ATTENTION_READY)
         assert len(drawn) == 1 and drawn[0] >= 1, drawn
@@ -158,8 +159,8 @@ def test_pytorch_basics_in_lab(lab, shots):
         statuses = nb.page.evaluate(JS_STATUSES)
         assert [s.split()[0] for s in statuses] == ["finished", "finished"], statuses
         assert nb.page.evaluate(JS_STATIC_IMAGES) == 2
-        assert nb.page.locator(".js-plotly-plot").count() == 0  # finished dashboards retire their charts
-        nb.screenshot("02_static_copy", nb.page.locator(".nbkit-static").first)
+        assert nb.page.locator(".nbkit-dashboard").count() == 0  # finished dashboards leave their result
+        nb.screenshot("02_static_copy", nb.page.locator(".jp-RenderedPlotly").first)
         compare = nb.page.locator(".jp-Cell").filter(has_text="nbkit.compare([run, bg]").locator(".jp-OutputArea")
         assert compare.locator("img, .js-plotly-plot").count() == 1
         nb.screenshot("02_compare", compare)
@@ -180,8 +181,8 @@ def test_finetune_in_lab(lab, shots):
         # lr_find, %%finetune, the resumed run (the sweep and the interrupted run have no dashboard)
         assert [s.split()[0] for s in statuses] == ["finished", "finished", "finished"], statuses
         assert nb.page.evaluate(JS_STATIC_IMAGES) == 3
-        nb.screenshot("03_lr_find", nb.page.locator(".nbkit-static").nth(0))
-        nb.screenshot("03_finetune", nb.page.locator(".nbkit-static").nth(1))
+        nb.screenshot("03_lr_find", nb.page.locator(".jp-RenderedPlotly").nth(0))
+        nb.screenshot("03_finetune", nb.page.locator(".jp-RenderedPlotly").nth(1))
         compare = nb.page.locator(".jp-Cell").filter(has_text="nbkit.compare(sweep_dirs").locator(".jp-OutputArea")
         assert compare.locator("img, .js-plotly-plot").count() == 1
         assert "lr=0.0003" in compare.inner_text()
@@ -246,20 +247,20 @@ def test_stop_button_and_escaping_in_lab(lab, shots):
     nb = _run(lab, shots, "browser_checks.ipynb")
     try:
         page = nb.page
-        nb.wait_for("() => document.querySelector('.nbkit-controls[data-live=\"true\"]') !== null", 90)
+        nb.wait_for("() => document.querySelector('.nbkit-dashboard[data-live=\"true\"]') !== null", 90)
         counts = watch_chart_grow(page, -1, samples=12, every=0.5)
         assert grew(counts), f"the chart should grow: {counts}"
-        dashboard = page.locator(".jp-OutputArea-output").filter(has=page.locator(".nbkit-controls")).first
+        dashboard = page.locator(".jp-OutputArea-output").filter(has=page.locator(".nbkit-dashboard")).first
         nb.screenshot("checks_running", dashboard)
-        page.locator(".nbkit-controls .nbkit-btn").first.click()  # Stop
-        nb.wait_for("() => document.querySelectorAll('.nbkit-static img').length > 0", 60)
+        page.locator(".nbkit-dashboard .nbkit-btn").first.click()  # Stop
+        nb.wait_for("() => document.querySelectorAll('.nbkit-summary').length > 0", 60)
         statuses = page.evaluate(JS_STATUSES)
         assert statuses[0].startswith("stopped"), statuses
         nb.screenshot("checks_stopped", page.locator(".jp-Cell").first)
         _finish(nb)
-        # the run name (dashboard title) and the attention token are text, not markup
-        title = page.locator(".widget-html-content b").first.text_content()
-        assert title == XSS
+        # the run name (in the summary line) and the attention token are text, not markup
+        summary = page.locator(".nbkit-summary").first.text_content()
+        assert summary.startswith(f"{XSS} stopped at step ")
         tokens = page.evaluate("(s) => [...document.querySelectorAll('.nbk-tok')]"
                                ".filter(e => e.textContent === s).length", XSS)
         assert tokens >= 1
@@ -283,7 +284,7 @@ def test_quickstart_in_notebook7(work, chromium, shots):
             assert nb.page.evaluate(JS_STATIC_IMAGES) == 1
             drawn = nb.page.evaluate(JS_ATTENTION_READY)
             assert len(drawn) == 1 and drawn[0] >= 1, drawn
-            nb.screenshot("nb7_01_static_copy", nb.page.locator(".nbkit-static").first)
+            nb.screenshot("nb7_01_static_copy", nb.page.locator(".jp-RenderedPlotly").first)
             nb.screenshot("nb7_01_attention", nb.page.locator(".nbk-att").first)
             nb.screenshot("nb7_01_page")
         finally:

@@ -34,6 +34,11 @@ def test_compare_overlays_runs_and_lists_config_differences(two_runs):
     html_table = cmp.table_html()
     assert "<b>sweep</b>" not in html_table and "&lt;b&gt;sweep&lt;/b&gt;" in html_table
     assert all("<b>" not in t.name for t in cmp.figure.data)
+    # the keys that differ, said in words and as a key x run table
+    assert list(cmp.differences.index) == ["lr"]
+    assert sorted(cmp.differences.loc["lr"]) == [1e-5, 1e-3]
+    assert html_table.startswith("<p>config keys that differ: lr</p>")
+    assert cmp.table_text().splitlines()[0] == "config keys that differ: lr"
 
 
 def test_compare_unknown_metric_suggests_one(two_runs):
@@ -69,6 +74,9 @@ def test_nbkit_compare_magic_shows_figure_and_table(two_runs):
     assert len(shown) == 2
     assert len(shown[0]["application/vnd.plotly.v1+json"]["data"]) == 2  # live figure for JupyterLab
     assert shown[0]["image/png"].startswith("iVBOR")  # and a PNG for viewers without plotly
+    assert shown[0]["text/plain"] == "nbkit comparison of 2 runs: eval_accuracy"
+    assert shown[1]["text/plain"].startswith("config keys that differ: lr\n")
+    assert "object at 0x" not in shown[1]["text/plain"]
     with pytest.raises(UsageError, match="did you mean 'eval_accuracy'"):
         ip.run_line_magic("nbkit", f"compare {dirs} --metric eval_acc")
     with pytest.raises(UsageError, match="needs run directories"):

@@ -55,8 +55,10 @@ def test_yaml_values_are_coerced():
 def test_errors_name_key_value_and_what_is_allowed(values, needle):
     with pytest.raises(ConfigError) as err:
         build_config(FinetuneConfig, values)
-    assert needle in str(err.value)
-    assert "\n" not in str(err.value)
+    first, *rest = str(err.value).splitlines()
+    assert needle in first
+    # one line, except an unknown key's list of valid keys (grouped, one group per line)
+    assert len(rest) == (7 if first.startswith("unknown key") else 0)  # 5 groups, training on 3 lines
 
 
 def test_nullable_options_accept_none_and_objects_pass_for_model_and_data():
@@ -158,3 +160,17 @@ def test_a_config_file_with_a_key_twice_fails_in_python_and_the_cli(tmp_path, ca
     assert not (tmp_path / "run").exists()
     path.write_text("epochs: 2\nlr: 3e-4\n")
     assert read_config(path) == {"epochs": 2, "lr": "3e-4"}  # as safe_load reads it; build_config coerces
+def test_unknown_key_lists_valid_keys_grouped_and_never_split():
+    from nbkit.core.config import ConfigError, FinetuneConfig, build_config
+
+    with pytest.raises(ConfigError) as err:
+        build_config(FinetuneConfig, {"lrate": 1e-3})
+    lines = str(err.value).splitlines()
+    assert lines[0] == "unknown key 'lrate' (did you mean 'lr'?). Valid keys:"
+    assert lines[1] == "  model and data: model, data, task, text, text_pair, label, eval_split, test"
+    assert lines[2].startswith("  training: epochs, max_steps, lr, ")
+    keys = [f.name for f in __import__("dataclasses").fields(FinetuneConfig)]
+    listed = [k.strip() for line in lines[1:] for k in line.split(":", 1)[-1].split(",") if k.strip()]
+    assert sorted(listed) == sorted(keys)  # every key once, whole: lines break only after commas
+    assert all(len(line) <= 90 for line in lines)
+    assert "((" not in str(err.value) and "))" not in str(err.value)

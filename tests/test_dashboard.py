@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nbkit.core.series import BoundedSeries
@@ -90,8 +92,9 @@ def test_bytes_per_update_do_not_grow_with_run_length(comm_log):
     assert large < 64 * 1024
     assert large / small <= 1.5
     for d in (d_small, d_large):
-        assert len(d.fig.data[0].x) <= d.max_points  # raw loss: 2 points per bucket at most
-        assert len(d.fig.data[1].x) <= d.max_points
+        series = d.view.chart["series"]
+        assert len(series[0]["x"]) // 4 <= d.max_points  # raw loss: 2 float32 points per bucket at most
+        assert len(series[1]["x"]) // 4 <= d.max_points
 
 
 def test_updates_are_throttled(comm_log):
@@ -104,7 +107,8 @@ def test_updates_are_throttled(comm_log):
         d(step(s), run)
     assert d.updates - before <= 1  # 2,000 steps inside one 10 s window: at most one redraw
     d(RunEnd(status="finished", step=2000), run)  # the end is always drawn
-    assert d.fig.data[0].x[-1] == 2000
+    xs = np.frombuffer(d.view.chart["series"][0]["x"], dtype=np.float32)
+    assert xs[-1] == 2000
 
 
 def test_series_bounds_and_keeps_extremes():
@@ -121,7 +125,8 @@ def test_series_bounds_and_keeps_extremes():
     assert mx == pytest.approx(my)  # y = x: each drawn point is a true bucket mean
 
 
-def test_progress_table_and_escaping(comm_log):
+def test_progress_table_and_text_fields(comm_log):
+    """Every text goes to the page as data (the page sets it with textContent), never as markup."""
     from nbkit.notebook.widgets.dashboard import Dashboard
 
     d, run = Dashboard(min_interval=0.0), FakeRun()
@@ -130,13 +135,47 @@ def test_progress_table_and_escaping(comm_log):
     d(step(10, 100), run)
     d(EvalEnd(step=10, epoch=0.4, metrics={"eval_loss": 0.5, f"eval_{evil}": 0.9}), run)
     d(EpochEnd(step=25, epoch=1), run)
-    assert evil not in d.title.value and "&lt;img src=x onerror=alert(1)&gt;" in d.title.value
-    assert evil not in d.table.value and "&lt;img" in d.table.value
-    assert all(evil not in (t.name or "") for t in d.fig.data)
-    assert "step 10/100" in d.progress.value and "samples/s" in d.progress.value and "ETA" in d.progress.value
-    assert d.progress_bar.value == 10 and d.progress_bar.max == 100
-    assert [s["x0"] for s in d.fig.layout.shapes] == [25]  # the epoch boundary
-    assert "RSS" in d.memory.value or "allocated" in d.memory.value
+    v = d.view
+    assert v.title == evil  # plain text: dashboard.js puts it in with textContent
+    assert v.table["columns"] == ["step", "eval_loss", f"eval_{evil}"]
+    assert v.table["rows"] == [["10", "0.5", "0.9"]]
+    text = v.progress["text"]
+    assert text.startswith("step 10/100 \u00b7 epoch 0.10/4") and "samples/s" in text and "ETA" in text
+    assert v.progress["fraction"] == pytest.approx(0.1)
+    assert v.chart["epochs"] == [25]
+    assert v.chart["y2range"] == [0.8, 1.0] or v.chart["y2range"] == (0.8, 1.0)
+    names = [s["name"] for s in v.chart["series"]]
+    assert names == ["train loss", "train loss (smoothed)", "learning rate", "eval_loss", f"eval_{evil}"]
+    assert v.memory.startswith(("CPU: process RSS", "cuda"))
+    js = (Path(mod_path()) / "static" / "dashboard.js").read_text()
+    assert "innerHTML" not in js
+
+
+def mod_path():
+    from nbkit.notebook.widgets import dashboard
+
+    return Path(dashboard.__file__).parent
+
+
+def test_live_smoothing_is_the_saved_figures_smoothing():
+    """One moving-average function: the live curve (fed step by step) and the figure (run over the
+    history) give the same points."""
+    import pandas as pd
+
+    from nbkit.figures import training_series
+    from nbkit.notebook.widgets.dashboard import Dashboard
+
+    d, run = Dashboard(min_interval=1e9), FakeRun()
+    start(d, run, 3000)
+    losses = [1.0 + ((s * 7919) % 100) / 100 for s in range(1, 3001)]
+    for s, loss in enumerate(losses, 1):
+        d(StepEnd(step=s, epoch=0, loss=loss, lr=1e-3, samples_per_s=1.0, tokens_per_s=None), run)
+    history = pd.DataFrame({"step": range(1, 3001), "loss": losses, "lr": 1e-3})
+    saved = training_series(history)
+    live = d.smooth.points()
+    assert len(live[0]) == len(saved["smooth"][0]) == 200  # max_points 400: 200 bucket means
+    assert np.allclose(live[1], saved["smooth"][1], rtol=1e-12)
+    assert np.allclose(d.loss.points()[1], saved["loss"][1])
 
 
 def test_buttons_call_the_run_once_the_front_end_answered(comm_log):
@@ -151,9 +190,7 @@ def test_buttons_call_the_run_once_the_front_end_answered(comm_log):
         d._on_msg(d.controls, {"action": action}, [])
     assert run.calls == ["pause", "resume", "stop_after_epoch", "stop"]
     d._on_msg(d.controls, {"action": "log_y", "value": True}, [])
-    assert d.fig.layout.yaxis.type == "log"
-    d._on_msg(d.controls, {"action": "show_lr", "value": True}, [])
-    assert d.fig.data[2].visible is True
+    assert d.view.log_y is True
 
 
 def test_a_front_end_that_never_answers_gets_the_stop_square_hint(comm_log, monkeypatch):
@@ -192,10 +229,17 @@ def test_dashboard_stops_a_background_run(comm_log, tmp_path):
     run.wait(30)
     assert run.status == "stopped" and run.history["step"].max() < 150
     assert d.controls.done is True
-    assert "stopped" in d.progress.value
+    assert d.view.status == "stopped"
+    line = d.status_line(run)
+    assert line.startswith(f"{run.name} stopped at step ") and "(stopped from the dashboard)" in line
+    assert f"last checkpoint: {run.last_checkpoint}" in line or f"best and last checkpoint: {run.last_checkpoint}" in line
 
 
-def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
+def test_the_result_replaces_the_live_widget(comm_log, tmp_path):
+    """At the end the widget's own output becomes the chart bundle (plotly JSON + PNG + one line
+    of text), a second output holds the status line and one table, and the widget is closed."""
+    import base64
+
     import datasets
     from IPython.testing.globalipapp import start_ipython
     from IPython.utils.capture import capture_output
@@ -216,16 +260,50 @@ def test_static_copy_goes_into_the_cell_output(comm_log, tmp_path):
     try:
         with capture_output() as cap:
             d = Dashboard().show()
-            fit(model, ds, ds, tokenizer=tok, epochs=2, batch_size=8, callbacks=[d], metrics=["accuracy"],
-                run_dir=tmp_path / "r", progress=False)
+            run = fit(model, ds, ds, tokenizer=tok, epochs=2, batch_size=8, callbacks=[d], metrics=["accuracy"],
+                      run_dir=tmp_path / "r", progress=False, name="tiny")
     finally:
         ip.display_formatter.active_types = active
-    # outputs: the widget, the empty placeholder, then the placeholder's update with the copy
-    html_outputs = [o.data.get("text/html", "") for o in cap.outputs]
-    final = html_outputs[-1]
-    assert "data:image/png;base64," in final and "eval_accuracy" in final
-    assert final.count("<tr>") >= 3  # header + one row per evaluation
-    # the 5 MB live chart is closed once its static copy is in the output
-    assert d.fig not in d.widget.children and d.fig.comm is None
-    closes = [m for m in comm_log if m[0] == "comm_close"]
-    assert closes
+    # outputs: the widget, the empty summary, then the updates of both
+    kinds = [sorted(o.data) for o in cap.outputs]
+    assert kinds[0] == ["application/vnd.jupyter.widget-view+json", "text/plain"]
+    assert kinds[1] == ["text/plain"] and cap.outputs[1].data["text/plain"] == ""
+    chart, summary = cap.outputs[-2].data, cap.outputs[-1].data
+    assert sorted(chart) == ["application/vnd.plotly.v1+json", "image/png", "text/plain"]
+    assert chart["text/plain"] == "nbkit training chart: tiny (finished, 8 steps)"
+    png = base64.b64decode(chart["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(png) < 200_000
+    fig = chart["application/vnd.plotly.v1+json"]
+    assert [t["name"] for t in fig["data"]] == ["train loss", "train loss (smoothed)", "eval_loss", "eval_accuracy"]
+    assert fig["layout"]["legend"]["y"] > 1  # above the plot area, not over the curves
+    assert fig["layout"]["yaxis2"]["range"] == [0.4, 0.6]  # accuracy 0.5 on round tenths
+    assert len(json.dumps(fig, default=str)) < 30_000
+    size = human_size(tmp_path / "r")
+    line = f"tiny finished at step 8 \u00b7 best and last checkpoint: {run.last_checkpoint} \u00b7 run directory {tmp_path / 'r'} ({size})"
+    assert summary["text/plain"].splitlines()[0] == line
+    assert summary["text/plain"].splitlines()[1].split() == ["step", "eval_loss", "eval_accuracy"]
+    assert summary["text/html"].count("<table") == 1 and summary["text/html"].count("<tr>") == 3
+    assert "nbkit-summary" in summary["text/html"] and "th" in summary["text/html"]
+    assert "tiny <span class='nbkit-status'>finished</span> at step 8 \u00b7 " in summary["text/html"]
+    # the live widget is closed: nothing of it stays in the saved widget state
+    assert d.view.comm is None
+    assert [m for m in comm_log if m[0] == "comm_close"]
+
+
+def human_size(path):
+    from nbkit.core.models import human_bytes
+    from nbkit.core.runs import dir_size
+
+    return human_bytes(dir_size(path))
+
+
+def test_phase_shows_what_happens_after_the_last_step(comm_log):
+    from nbkit.core.train.events import TrainEnd
+    from nbkit.notebook.widgets.dashboard import Dashboard
+
+    d, run = Dashboard(min_interval=0.0), FakeRun()
+    start(d, run, 10)
+    d(step(10, 10), run)
+    d(TrainEnd(step=10, status="finished", doing="testing and saving"), run)
+    assert d.view.status == "testing and saving\u2026"
+    assert "ETA" not in d.view.progress["text"]

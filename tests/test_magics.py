@@ -432,7 +432,9 @@ def test_finetune_trains_stores_the_run_and_lists_it(ip, tiny_bert_dir, tiny_csv
     run = ip.user_ns["run"]
     assert run.status == "finished"
     assert run.name == "tiny"
-    assert repr(run) in "".join(o.data["text/plain"] for o in cap.outputs)  # the one summary line
+    shown = "".join(o.data["text/plain"] for o in cap.outputs)
+    assert run._repr_mimebundle_()["text/plain"] in shown  # the one summary line
+    assert "object at 0x" not in shown and "<nbkit.Run" not in shown
     run_dir = Path(run.run_dir)
     assert run_dir.parent.resolve() == (cwd / "nbkit-runs").resolve()
     events = [json.loads(x)["event"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -513,3 +513,29 @@ def test_reconcile_labels_keeps_the_models_order_or_says_why_not():
         models.reconcile_labels(["a", "b"], ["neg", "pos"], num_labels=2, new_head=True)
     with pytest.raises(models.ModelError, match=r"^the model's head has 3 classes \(a, b, c\) but the data has 2"):
         models.reconcile_labels(["a", "b", "c"], ["neg", "pos"], num_labels=3, new_head=False)
+def test_offline_error_in_yaml_for_a_magic_and_no_doubled_parentheses(monkeypatch, no_network):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as info:
+        load_model(NOT_CACHED)
+    text, yaml_text = str(info.value), info.value.as_yaml()
+    assert "(offline mode is on: HF_HUB_OFFLINE=1)" in text and "((" not in text and "))" not in text
+    assert "load_model(" not in yaml_text
+    assert "model: minilm" in yaml_text and "model: /path/to/folder" in yaml_text
+
+
+def test_loading_prints_one_line_of_ours(tmp_path, capfd):
+    """A base checkpoint under a classification head: no transformers LOAD REPORT, no tqdm bar."""
+    import transformers
+
+    from nbkit.testing import tiny_bert
+
+    model, tok = tiny_bert()
+    transformers.BertModel(model.config).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    capfd.readouterr()
+    load_model(tmp_path / "base", num_labels=2)
+    out, err = capfd.readouterr()
+    assert out == "new classification head: 2 labels, initialized\n"
+    assert err == ""
+    load_model(tmp_path / "base", task="base")  # nothing new: nothing printed
+    assert capfd.readouterr() == ("", "")

@@ -89,3 +89,83 @@ def test_runs_module_imports_no_ui():
             "print(sorted(m for m in ('IPython', 'ipywidgets', 'plotly', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sizes_and_clean_keep_the_newest(tmp_path):
+    from nbkit.core.runs import clean_runs, dir_size, sizes_for_display
+
+    now = time.time()
+    paths = [write_run(tmp_path, f"r{i}", start=now - 3600 * (5 - i)) for i in range(4)]
+    (paths[0] / "checkpoints").mkdir()
+    (paths[0] / "checkpoints" / "model.safetensors").write_bytes(b"\0" * 300_000)
+    table = list_runs(tmp_path)
+    sizes = dict(zip(table["name"], table["size"], strict=True))
+    assert sizes["r0"] == dir_size(paths[0]) and sizes["r0"] - sizes["r1"] == 300_000
+    assert sizes_for_display(table).set_index("name").loc["r0", "size"].endswith("KB")
+    dry = clean_runs(tmp_path, keep=2)
+    assert list(dry["name"]) == ["r1", "r0"] and not dry["removed"].any()
+    assert all(p.exists() for p in paths)  # a dry run deletes nothing
+    done = clean_runs(tmp_path, keep=2, dry_run=False)
+    assert done["removed"].all()
+    assert [p.exists() for p in paths] == [False, False, True, True]
+    with pytest.raises(ValueError, match="keep must be a whole number >= 0"):
+        clean_runs(tmp_path, keep=-1)
+
+
+def test_a_running_run_is_never_cleaned(tmp_path):
+    from nbkit.core.runs import clean_runs
+
+    now = time.time()
+    live = write_run(tmp_path, "live", start=now - 30, end=None)  # no RunEnd, written just now
+    write_run(tmp_path, "new", start=now - 10)
+    assert list(clean_runs(tmp_path, keep=0)["name"]) == ["new"]
+    assert live.exists()
+
+
+def test_magic_runs_shows_sizes_and_clean_lists_first(tmp_path):
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    now = time.time()
+    for i in range(3):
+        write_run(tmp_path, f"m{i}", start=now - 3600 * (3 - i))
+    ip = start_ipython() or __import__("IPython").get_ipython()
+    ip.run_line_magic("load_ext", "nbkit")
+    with capture_output() as cap:
+        ip.run_line_magic("nbkit", f"clean {tmp_path} --keep 1")
+    assert cap.stdout.startswith(f"Would remove 2 runs from '{tmp_path}' (")
+    assert "add --yes to delete them" in cap.stdout
+    assert (tmp_path / "m0").exists()
+    with capture_output() as cap:
+        ip.run_line_magic("nbkit", f"clean {tmp_path} --keep 1 --yes")
+    assert cap.stdout.startswith(f"Removed 2 runs from '{tmp_path}'")
+    assert not (tmp_path / "m0").exists() and (tmp_path / "m2").exists()
+
+
+def test_cli_runs_and_clean(tmp_path):
+    now = time.time()
+    for i in range(2):
+        write_run(tmp_path, f"c{i}", start=now - 3600 * (2 - i))
+    out = subprocess.run([sys.executable, "-m", "nbkit.cli", "runs", str(tmp_path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.splitlines()[0].split()[:3] == ["name", "status", "steps"] and " size " in out.splitlines()[0]
+    out = subprocess.run([sys.executable, "-m", "nbkit.cli", "clean", str(tmp_path), "--keep", "1", "--yes"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("Removed: 1 runs, ")
+    assert not (tmp_path / "c0").exists() and (tmp_path / "c1").exists()
+
+
+def test_a_run_shows_itself_without_an_object_repr(tmp_path):
+    from nbkit.core.models import human_bytes
+    from nbkit.core.runs import dir_size
+    from nbkit.core.train.run import Run
+
+    run_dir = write_run(tmp_path, "shown", start=time.time() - 60, evals=[{"eval_accuracy": 0.75}])
+    run = Run.load(run_dir)
+    bundle = run._repr_mimebundle_()
+    assert sorted(bundle) == ["text/html", "text/plain"]
+    size = human_bytes(dir_size(run_dir))
+    assert bundle["text/plain"] == (f"nbkit run 'shown': finished at step 3, eval_accuracy 0.75 \u00b7 {run_dir} "
+                                    f"({size})")
+    assert "<th style='text-align:left;padding:1px 10px 1px 0'>last checkpoint</th>" in bundle["text/html"]
+    assert "object at 0x" not in bundle["text/html"]

@@ -267,7 +267,7 @@ def build_config(cls: type, values: dict[str, Any] | None = None, **kwargs: Any)
             guess = closest(key, [*fields, *(a for a, t in TRAINER_ALIASES.items() if t in fields)])
             guess = TRAINER_ALIASES.get(guess, guess) if guess not in fields else guess
             hint = f" (did you mean {guess!r}?)" if guess else ""
-            raise ConfigError(f"unknown key {key!r}{hint}. Valid keys: {', '.join(fields)}.")
+            raise ConfigError(f"unknown key {key!r}{hint}. Valid keys:\n{grouped_keys(list(fields))}")
     clean = {}
     for key, value in merged.items():
         f = fields[key]
@@ -346,6 +346,38 @@ def _report_to(value: list | None) -> list[str]:
     if value == ["none"]:
         return []
     return list(dict.fromkeys(value))  # in order, each once
+
+
+KEY_GROUPS = {
+    "model and data": ("model", "data", "task", "text", "text_pair", "label", "eval_split", "test",
+                       "allow_rare_labels"),
+    "training": ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "optimizer", "weight_decay",
+                 "scheduler", "warmup", "max_grad_norm", "precision", "group_by_length", "max_length",
+                 "seed", "scale_lr"),
+    "evaluation": ("eval_every", "metrics", "best_metric", "early_stopping"),
+    "run": ("name", "run_dir", "overwrite", "keep_optimizer", "report_to"),
+    "processes": ("processes", "launcher", "accelerate_config", "hosts", "main_address"),
+}
+
+
+def grouped_keys(keys: list[str], width: int = 88) -> str:
+    """Valid keys one group per line ("  training: epochs, lr, ..."), wrapped at commas only, so a
+    key is never split across lines however the message is shown."""
+    import textwrap
+
+    lines = []
+    listed: set[str] = set()
+    groups = [(g, [k for k in ks if k in keys]) for g, ks in KEY_GROUPS.items()]
+    groups.append(("other", [k for k in keys if not any(k in ks for ks in KEY_GROUPS.values())]))
+    for group, members in groups:
+        members = [k for k in members if k not in listed]
+        if not members:
+            continue
+        listed.update(members)
+        lines += textwrap.wrap(", ".join(members), width=width, initial_indent=f"  {group}: ",
+                               subsequent_indent=" " * (len(group) + 4), break_long_words=False,
+                               break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def config_help(cls: type = FinetuneConfig) -> str:

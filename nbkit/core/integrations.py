@@ -108,7 +108,7 @@ class TrainerCallback(transformers.TrainerCallback):
         self._install_sigint()
         world = max(1, getattr(args, "world_size", 1))
         self._batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-        steps_per_epoch = _steps_per_epoch(train_dataloader, args, state)
+        steps_per_epoch = steps_per_epoch(train_dataloader, args, state)
         self._reset_clock()
         self._last_logged_step = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
@@ -307,7 +307,7 @@ def _training(frame) -> bool:
     return False
 
 
-def _steps_per_epoch(loader, args, state) -> int:
+def steps_per_epoch(loader, args, state) -> int:
     try:
         batches = len(loader)
     except TypeError:  # no loader, or an iterable dataset without a length

@@ -56,6 +56,10 @@ _DTYPE_NAMES = {
 class ModelError(ValueError):
     """A model cannot be loaded as asked; the message says what to do instead."""
 
+    def as_yaml(self) -> str:
+        """The message with its suggestions written as YAML keys, for a `%%finetune` cell."""
+        return str(self).replace(_ALTERNATIVES, _ALTERNATIVES_YAML)
+
 
 def _did_you_mean(value: str, allowed: list[str]) -> str:
     return did_you_mean(value, allowed, " Did you mean {!r}?")
@@ -171,6 +175,12 @@ _ALTERNATIVES = (
     '  - a local folder with config.json (what save_pretrained writes): load_model("/path/to/folder")\n'
     '  - the bundled offline model: load_model("minilm")'
 )
+# The same advice for a %%finetune cell, whose body is YAML, not Python.
+_ALTERNATIVES_YAML = (
+    "Alternatives (in the cell):\n"
+    "  - a local folder with config.json (what save_pretrained writes):   model: /path/to/folder\n"
+    "  - the bundled offline model:   model: minilm"
+)
 
 
 def _check_local(name: str, shown: str) -> None:
@@ -192,7 +202,7 @@ def _hub_error(shown: str, err: Exception) -> ModelError:
     """Translate transformers' OSError for a hub id into one short ModelError."""
     text = str(err)
     if "couldn't connect" in text or "offline mode" in text.lower():
-        why = "offline mode is on (HF_HUB_OFFLINE=1)" if _hub_offline() else "no network connection"
+        why = "offline mode is on: HF_HUB_OFFLINE=1" if _hub_offline() else "no network connection"
         return ModelError(
             f"Cannot load {shown!r}: it is not in the local Hugging Face cache and the Hugging Face Hub "
             f"cannot be reached ({why}).\n{_ALTERNATIVES}\n"
@@ -367,7 +377,9 @@ def load_model(
         # the shape mismatch (transformers' load report names the re-initialised weights).
         extra["ignore_mismatched_sizes"] = True
     try:
-        model = auto_cls.from_pretrained(name, config=config, **common, **extra)
+        with _quiet_loading():
+            model, info = auto_cls.from_pretrained(name, config=config, output_loading_info=True,
+                                                   **common, **extra)
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             kind = getattr(config, "model_type", "?")
@@ -395,6 +407,9 @@ def load_model(
 
     model.to(torch_device)
     model.eval()
+    line = loading_note(model, info)
+    if line:
+        print(line)
     return model, tokenizer
 
 
@@ -446,6 +461,53 @@ def cap_max_length(max_length: int, model: Any, tokenizer: Any = None, *, defaul
     if note and max_length != default:
         print(f"nbkit: {note}")
     return capped
+_HEAD_PREFIXES = ("classifier", "score", "qa_outputs", "lm_head", "cls.", "pre_classifier")
+
+
+class _quiet_loading:
+    """Silence transformers while a model loads: no "Loading weights" progress bar (frozen at 0% in
+    a saved notebook) and no multi-line LOAD REPORT (it reads like an error for the usual new
+    classification head); `loading_note` says the same in one line."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.hf = hf_logging
+        self.bars = not hf_logging.is_progress_bar_enabled()
+        self.verbosity = hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        return self
+
+    def __exit__(self, *exc):
+        self.hf.set_verbosity(self.verbosity)
+        if not self.bars:
+            self.hf.enable_progress_bar()
+
+
+def _short_list(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def loading_note(model: Any, info: dict[str, Any] | None) -> str:
+    """One line about weights the checkpoint did not provide, or "" when it provided them all.
+
+    The usual case, a pretrained encoder with a new task head, reads "new classification head:
+    2 labels, initialized"; anything else names the weights (first three) that start untrained."""
+    info = info or {}
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys") or [])
+    fresh = sorted(set(missing) | set(mismatched))
+    if not fresh:
+        return ""
+    if all(k.startswith(_HEAD_PREFIXES) for k in fresh):
+        labels = getattr(getattr(model, "config", None), "num_labels", None)
+        arch = type(model).__name__
+        kind = "classification" if "Classification" in arch else "task"
+        what = f"{labels} labels, " if kind == "classification" and labels else ""
+        return f"new {kind} head: {what}initialized"
+    return f"{len(fresh)} weights not in the checkpoint, initialized: {_short_list(fresh)}"
 
 
 # --------------------------------------------------------------------------------------------- summary

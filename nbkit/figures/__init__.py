@@ -12,56 +12,110 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from nbkit.core.series import BoundedSeries, metric_range, smooth
+
 from .attention import attention_heatmap
 
-__all__ = ["attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html", "training_figure", "training_png"]
+__all__ = ["attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html",
+           "training_bundle", "training_figure", "training_png", "training_series"]
 
 LOSS_COLOR = "#1f77b4"
 EVAL_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
 def ema(values: pd.Series, alpha: float = 0.1) -> pd.Series:
-    """Exponential moving average with bias correction, so the first points are not pulled to 0."""
-    return values.ewm(alpha=alpha, adjust=True).mean()
+    """The training-loss smoothing, as a Series: `nbkit.core.series.smooth`, the same function the
+    live dashboard applies step by step."""
+    return pd.Series(smooth(values.to_numpy(), alpha), index=values.index)
+
+
+MAX_POINTS = 400  # per curve in a saved figure: the same bound as the live chart
+
+
+def _bounded(x, y, max_points: int, mode: str) -> tuple[list[float], list[float]]:
+    series = BoundedSeries(max_points if mode == "mean" else max_points // 2, mode)
+    for a, b in zip(x, y, strict=True):
+        series.append(float(a), float(b))
+    return series.points()
+
+
+def training_series(history: pd.DataFrame, *, smoothing: float = 0.1, max_points: int = MAX_POINTS,
+                    x: str = "step") -> dict[str, Any]:
+    """What the training chart draws, from a run's history: the raw loss (min/max-bounded), the
+    smoothed loss (bounded means), the learning rate and each eval column, and the metric axis range.
+    The live dashboard builds the same series step by step with the same classes."""
+    steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
+    out: dict[str, Any] = {"loss": ([], []), "smooth": ([], []), "lr": ([], []), "evals": {}}
+    if len(steps):
+        xs = steps[x].to_numpy()
+        out["loss"] = _bounded(xs, steps["loss"].to_numpy(), max_points, "minmax")
+        out["smooth"] = _bounded(xs, smooth(steps["loss"].to_numpy(), smoothing), max_points, "mean")
+        if "lr" in steps:
+            out["lr"] = _bounded(steps["step"].to_numpy(), steps["lr"].to_numpy(), max_points, "mean")
+    for col in [c for c in history.columns if c.startswith("eval_")]:
+        pts = history[history[col].notna()]
+        out["evals"][col] = _bounded(pts["step"].to_numpy(), pts[col].to_numpy(), max_points, "mean")
+    metric_values = [v for col, (_, ys) in out["evals"].items() if not col.endswith("loss") for v in ys]
+    out["metric_range"] = metric_range(metric_values)
+    return out
 
 
 def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float = 0.1,
-                    log_y: bool = False, show_lr: bool = False, epoch_steps: list[int] | None = None) -> go.Figure:
+                    log_y: bool = False, show_lr: bool = False, epoch_steps: list[int] | None = None,
+                    max_points: int = MAX_POINTS, data: dict[str, Any] | None = None,
+                    x: str = "step") -> go.Figure:
     """Training loss (raw, faint; smoothed, solid) per step; eval metrics per evaluation on a
-    second axis; optional learning rate; epoch boundaries as dotted lines."""
+    second axis; optional learning rate; epoch boundaries as dotted lines. Each curve holds at most
+    `max_points` points (min/max decimation keeps loss spikes), so a saved figure stays small."""
+    data = data or training_series(history, smoothing=smoothing, max_points=max_points, x=x)
     fig = go.Figure()
-    steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
-    if len(steps):
-        fig.add_trace(go.Scattergl(x=steps["step"], y=steps["loss"], mode="lines", name="train loss",
-                                   line={"color": LOSS_COLOR, "width": 1}, opacity=0.3))
-        fig.add_trace(go.Scattergl(x=steps["step"], y=ema(steps["loss"], smoothing), mode="lines",
-                                   name="train loss (smoothed)", line={"color": LOSS_COLOR, "width": 2}))
-    evals = [c for c in history.columns if c.startswith("eval_")]
-    for i, col in enumerate(evals):
-        pts = history[history[col].notna()]
-        on_loss_axis = col.endswith("loss")
-        fig.add_trace(go.Scatter(x=pts["step"], y=pts[col], mode="lines+markers", name=col,
+    if data["loss"][0]:
+        fig.add_trace(go.Scatter(x=data["loss"][0], y=data["loss"][1], mode="lines", name="train loss",
+                                 line={"color": LOSS_COLOR, "width": 1}, opacity=0.3))
+        fig.add_trace(go.Scatter(x=data["smooth"][0], y=data["smooth"][1], mode="lines",
+                                 name="train loss (smoothed)", line={"color": LOSS_COLOR, "width": 2}))
+    for i, (col, (xs, ys)) in enumerate(data["evals"].items()):
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=html.escape(col),
                                  line={"color": EVAL_COLORS[i % len(EVAL_COLORS)]},
-                                 yaxis="y" if on_loss_axis else "y2"))
-    if show_lr and "lr" in history:
-        fig.add_trace(go.Scatter(x=steps["step"], y=steps["lr"], mode="lines", name="learning rate",
+                                 yaxis="y" if col.endswith("loss") else "y2"))
+    if show_lr and data["lr"][0]:
+        fig.add_trace(go.Scatter(x=data["lr"][0], y=data["lr"][1], mode="lines", name="learning rate",
                                  line={"color": "#7f7f7f", "dash": "dot"}, yaxis="y3"))
     for s in epoch_steps or []:
         fig.add_vline(x=s, line={"color": "#bbbbbb", "dash": "dot", "width": 1})
+    # "auto": own round ticks (0.45, 0.5, ...), not ticks synced to the loss axis' grid lines
+    yaxis2: dict[str, Any] = {"title": {"text": "eval metric"}, "overlaying": "y", "side": "right",
+                              "showgrid": False, "tickmode": "auto", "nticks": 6}
+    if data["metric_range"]:
+        yaxis2["range"] = list(data["metric_range"])
     layout: dict[str, Any] = {
-        "title": {"text": html.escape(title)} if title else None,
-        "xaxis": {"title": {"text": "step"}},
+        "title": {"text": html.escape(title), "x": 0, "xanchor": "left", "y": 0.98} if title else None,
+        "xaxis": {"title": {"text": "learning rate"}, "type": "log"} if x == "lr" else {"title": {"text": "step"}},
         "yaxis": {"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
-        "yaxis2": {"title": {"text": "eval metric"}, "overlaying": "y", "side": "right", "showgrid": False},
-        "legend": {"orientation": "h", "y": -0.2},
-        "margin": {"l": 60, "r": 60, "t": 40 if title else 20, "b": 40},
-        "height": 380,
+        "yaxis2": yaxis2,
+        # above the plot area, never over the curves
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+        "margin": {"l": 60, "r": 60, "t": 70 if title else 40, "b": 45},
+        "height": 400,
         "template": "plotly_white",
     }
     if show_lr:
         layout["yaxis3"] = {"overlaying": "y", "side": "right", "showticklabels": False, "showgrid": False}
     fig.update_layout(**layout)
     return fig
+
+
+def training_bundle(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
+                    text: str | None = None, x: str = "step") -> dict[str, Any]:
+    """The training chart as one display bundle: interactive plotly JSON (no widget state needed),
+    a PNG of the same chart, and a one-line text/plain."""
+    data = training_series(history, x=x)  # computed once, drawn twice
+    fig = training_figure(history, title=title, epoch_steps=epoch_steps, data=data, x=x)
+    png = training_png(history, title=title, epoch_steps=epoch_steps, x=x, data=data)
+    if text is None:
+        n = int(history["loss"].notna().sum()) if "loss" in history else 0
+        text = f"training chart: {title or 'run'}, {n} steps"
+    return figure_bundle(fig, png, text)
 
 
 def _compare_series(histories: dict[str, pd.DataFrame], metric: str):
@@ -80,7 +134,8 @@ def compare_figure(histories: dict[str, pd.DataFrame], metric: str = "eval_loss"
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if metric == "loss" else "lines+markers",
                                  name=html.escape(name), line={"color": EVAL_COLORS[i % len(EVAL_COLORS)]}))
     fig.update_layout(xaxis_title="step", yaxis_title=metric, template="plotly_white", height=380,
-                      legend={"orientation": "h", "y": -0.2})
+                      legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+                      margin={"t": 40})
     return fig
 
 
@@ -133,7 +188,7 @@ def compare_png(histories: dict[str, pd.DataFrame], metric: str = "eval_loss", *
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, borderaxespad=0.2)
     fig.tight_layout()
     return _png(fig)
 
@@ -148,26 +203,25 @@ def figure_bundle(fig: go.Figure, png: bytes, text: str) -> dict[str, Any]:
 
 
 def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,
-                 log_y: bool = False, width: float = 8.0, height: float = 3.4, dpi: int = 100,
-                 x: str = "step") -> bytes:
+                 log_y: bool = False, width: float = 8.0, height: float = 3.6, dpi: int = 100,
+                 x: str = "step", max_points: int = MAX_POINTS, data: dict[str, Any] | None = None) -> bytes:
     """The final chart as a PNG (matplotlib, no browser needed): what a saved notebook shows on
-    GitHub or nbviewer, where no kernel draws the live widget."""
+    GitHub, nbviewer and in LaTeX/PDF, where no kernel draws the live chart. Same series, same
+    smoothing and same metric range as the interactive figure."""
+    data = data or training_series(history, max_points=max_points, x=x)
     fig = _mpl_figure(width, height, dpi)
     ax = fig.add_subplot()
-    steps = history[history["loss"].notna()] if "loss" in history else history.iloc[0:0]
-    if len(steps):
-        ax.plot(steps[x], steps["loss"], color=LOSS_COLOR, alpha=0.3, lw=1, label="train loss")
-        ax.plot(steps[x], ema(steps["loss"]), color=LOSS_COLOR, lw=2, label="train loss (smoothed)")
-    evals = [c for c in history.columns if c.startswith("eval_")]
+    if data["loss"][0]:
+        ax.plot(*data["loss"], color=LOSS_COLOR, alpha=0.3, lw=1, label="train loss")
+        ax.plot(*data["smooth"], color=LOSS_COLOR, lw=2, label="train loss (smoothed)")
     ax2 = None
-    for i, col in enumerate(evals):
-        pts = history[history[col].notna()]
+    for i, (col, (xs, ys)) in enumerate(data["evals"].items()):
         color = EVAL_COLORS[i % len(EVAL_COLORS)]
         if col.endswith("loss"):
-            ax.plot(pts["step"], pts[col], "o-", color=color, ms=3, label=col)
+            ax.plot(xs, ys, "o-", color=color, ms=3, label=col)
         else:
             ax2 = ax2 or ax.twinx()
-            ax2.plot(pts["step"], pts[col], "o-", color=color, ms=3, label=col)
+            ax2.plot(xs, ys, "o-", color=color, ms=3, label=col)
     for s in epoch_steps or []:
         ax.axvline(s, color="#bbbbbb", ls=":", lw=1)
     if log_y:
@@ -178,14 +232,21 @@ def training_png(history: pd.DataFrame, *, title: str = "", epoch_steps: list[in
     ax.set_ylabel("loss")
     if ax2 is not None:
         ax2.set_ylabel("eval metric")
+        if data["metric_range"]:
+            ax2.set_ylim(*data["metric_range"])
+        from matplotlib.ticker import MaxNLocator
+
+        ax2.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))  # round ticks
     handles, labels = ax.get_legend_handles_labels()
     if ax2 is not None:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    if handles:
-        ax.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
     if title:
-        ax.set_title(title.replace("$", r"\$"), fontsize=10)  # "$...$" would otherwise be mathtext
+        ax.set_title(title.replace("$", r"\$"), fontsize=10, loc="left", pad=22 if handles else 6)
+    if handles:
+        # above the plot area, never over the curves
+        ax.legend(handles, [lb.replace("$", r"\$") for lb in labels], fontsize=8, loc="lower left",
+                  bbox_to_anchor=(0, 1.0), ncol=min(len(handles), 4), frameon=False, borderaxespad=0.2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)

@@ -88,3 +88,40 @@ def attention_heatmap(
         template="plotly_white",
     )
     return fig
+
+
+def attention_png(attention: Attention, layer: int | None = 0, heads: list[int] | None = None, *,
+                  kind: str | None = None, dpi: int = 100) -> bytes:
+    """A PNG heatmap of what an attention view shows (one layer; the mean of `heads`, or of all heads
+    for None): the static copy a saved notebook keeps for viewers without the widget."""
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    kind = attention.check_kind(kind)
+    w = attention.weights[kind]  # (L, H, Tq, Tk)
+    w = w.mean(axis=0) if layer is None else w[attention.layer_position(layer)]  # (H, Tq, Tk)
+    weights = w.mean(axis=0) if not heads else w[list(heads)].mean(axis=0)  # (Tq, Tk)
+    tok_q, tok_k = attention.tokens_for(kind)
+    tq, tk = weights.shape
+    side = min(9.0, 2.5 + 0.22 * max(tq, tk))
+    fig = Figure(figsize=(side + 1.2, side), dpi=dpi)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.asarray(weights), cmap="Blues", vmin=0, aspect="auto")
+    step_q, step_k = max(1, tq // 40), max(1, tk // 40)
+    clean = lambda s: s.replace("$", r"\$")  # noqa: E731 - "$...$" would be mathtext
+    ax.set_xticks(range(0, tk, step_k), [clean(tok_k[i][:14]) for i in range(0, tk, step_k)],
+                  rotation=90, fontsize=7)
+    ax.set_yticks(range(0, tq, step_q), [clean(tok_q[i][:14]) for i in range(0, tq, step_q)], fontsize=7)
+    where = "mean of layers" if layer is None else f"layer {attention.layers[attention.layer_position(layer)]}"
+    which = ("all heads" if not heads or len(heads) == attention.num_heads
+             else f"head {heads[0]}" if len(heads) == 1 else "heads " + ", ".join(map(str, heads)))
+    ax.set_title(clean(f"{attention.model_name} · {kind} attention · {where} · {which}"), fontsize=9)
+    ax.set_xlabel("key token", fontsize=8)
+    ax.set_ylabel("query token", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="weight")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -21,16 +21,29 @@ class Comparison:
     table: pd.DataFrame  # one row per run: differing config keys, final and best metric
     metric: str
     histories: dict[str, pd.DataFrame]
+    differences: pd.DataFrame | None = None  # one row per config key that differs, one column per run
 
     def _ipython_display_(self) -> None:
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         png = compare_png(self.histories, self.metric)
-        display(figure_bundle(self.figure, png, f"<nbkit comparison of {len(self.histories)} runs>"), raw=True)
-        display(HTML(self.table_html()))
+        text = f"nbkit comparison of {len(self.histories)} runs: {self.metric}"
+        display(figure_bundle(self.figure, png, text), raw=True)
+        display({"text/html": self.table_html(), "text/plain": self.table_text()}, raw=True)
+
+    def _differing_line(self) -> str:
+        keys = list(self.differences.index) if self.differences is not None else []
+        return ("config keys that differ: " + ", ".join(keys)) if keys else "the runs' configs are the same"
 
     def table_html(self) -> str:
-        return self.table.to_html(escape=True, float_format=lambda v: f"{v:.4g}", na_rep="")
+        import html
+
+        table = self.table.to_html(escape=True, float_format=lambda v: f"{v:.4g}", na_rep="")
+        return f"<p>{html.escape(self._differing_line())}</p>{table}"
+
+    def table_text(self) -> str:
+        with pd.option_context("display.width", 200, "display.max_columns", 50):
+            return f"{self._differing_line()}\n{self.table.to_string(float_format=lambda v: f'{v:.4g}', na_rep='')}"
 
 
 def _as_run(item: Any):
@@ -116,4 +129,7 @@ def compare(runs: Iterable[Any], metric: str = "eval_loss") -> Comparison:
         rows.append({"run": name, "name": run.name, "status": run.status, **{k: run.config.get(k) for k in differing},
                      f"final {metric}": values.iloc[-1] if len(values) else None, f"best {metric}": best})
     table = pd.DataFrame(rows).set_index("run")
-    return Comparison(figure=compare_figure(histories, metric), table=table, metric=metric, histories=histories)
+    differences = pd.DataFrame({name: [run.config.get(k) for k in differing] for name, run in names.items()},
+                               index=pd.Index(differing, name="config key"))
+    return Comparison(figure=compare_figure(histories, metric), table=table, metric=metric, histories=histories,
+                      differences=differences)

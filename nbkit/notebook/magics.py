@@ -53,12 +53,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def _as_usage_error():
-    """Turn the library's errors for bad input into one plain UsageError (no traceback)."""
+def _as_usage_error(yaml: bool = False):
+    """Turn the library's errors for bad input into one plain UsageError (no traceback). `yaml`:
+    the cell body is YAML, so suggestions read `model: minilm`, not load_model("minilm")."""
     try:
         yield
     except _user_errors() as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(exc.as_yaml() if yaml and hasattr(exc, "as_yaml") else str(exc)) from None
 
 
 def _var_name(name: str, flag: str = "--out") -> str:
@@ -184,7 +185,7 @@ class NbkitMagics(Magics):
             config["name"] = args.name
         from nbkit.core.train.finetune import resolve_config
 
-        with _as_usage_error():
+        with _as_usage_error(yaml=True):
             cfg = resolve_config(config)  # the one validator: nothing is loaded or written before it
             if args.dry_run:
                 from nbkit.core.preview import preview_finetune
@@ -210,7 +211,7 @@ class NbkitMagics(Magics):
                              "%nbkit runs lists the runs")
         from nbkit.notebook.twins import finetune
 
-        with _as_usage_error():
+        with _as_usage_error(yaml=True):
             run = finetune(resume_from=args.resume, background=args.background)
         return self._keep(out, run)
 
@@ -249,12 +250,16 @@ class NbkitMagics(Magics):
 
     @magic_arguments()
     @_help_argument
-    @argument("command", nargs="?", choices=["runs", "device", "compare"],
-              help="runs: list run directories (nbkit.core.runs.list_runs); device: devices and memory "
-                   "(nbkit.core.devices.device_report); compare: overlay runs (nbkit.compare)")
+    @argument("command", nargs="?", choices=["runs", "clean", "device", "compare"],
+              help="runs: list run directories and their sizes (nbkit.core.runs.list_runs); clean: "
+                   "remove all but the newest --keep runs (nbkit.core.runs.clean_runs; lists them "
+                   "unless --yes); device: devices and memory (nbkit.core.devices.device_report); "
+                   "compare: overlay runs (nbkit.compare)")
     @argument("paths", nargs="*", help="runs: the folder holding run directories (default: nbkit-runs); "
                                        "compare: two or more run directories")
     @argument("--metric", default="eval_loss", help="compare only: the history column to plot")
+    @argument("--keep", type=int, default=3, help="clean only: how many of the newest runs to keep")
+    @argument("--yes", action="store_true", help="clean only: really delete (default: only list)")
     @line_magic
     def nbkit(self, line: str) -> None:
         """%nbkit runs [ROOT] lists training runs; %nbkit device shows devices and memory;
@@ -287,13 +292,29 @@ class NbkitMagics(Magics):
             display(comparison)
             return
         if len(args.paths) > 1:
-            raise UsageError(f"%nbkit runs takes one folder, got {len(args.paths)}")
+            raise UsageError(f"%nbkit {args.command} takes one folder, got {len(args.paths)}")
         from IPython.display import display
 
-        from nbkit.core.runs import list_runs
+        from nbkit.core.models import human_bytes
+        from nbkit.core.runs import clean_runs, list_runs, sizes_for_display
 
         root = args.paths[0] if args.paths else "nbkit-runs"
-        table = list_runs(root)
+        if args.command == "clean":
+            try:
+                old = clean_runs(root, keep=args.keep, dry_run=not args.yes)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            total = human_bytes(int(old["size"].sum())) if len(old) else "0 B"
+            if old.empty:
+                print(f"Nothing to clean in {root!r}: at most {args.keep} runs (or only running ones).")
+            elif args.yes:
+                print(f"Removed {int(old['removed'].sum())} runs from {root!r}, {total} freed.")
+            else:
+                print(f"Would remove {len(old)} runs from {root!r} ({total}), keeping the newest "
+                      f"{args.keep}; add --yes to delete them:")
+                display(sizes_for_display(old.drop(columns="removed")))
+            return
+        table = sizes_for_display(list_runs(root))
         if table.empty:
             print(f"No runs in {root!r} yet (a run directory holds metrics.jsonl; %%finetune writes "
                   "them under ./nbkit-runs).")

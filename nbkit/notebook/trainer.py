@@ -9,23 +9,16 @@ inside a kernel, at `train()`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from nbkit.core.integrations import TrainerCallback as _Adapter
-from nbkit.core.integrations import _steps_per_epoch, logging_interval
+from nbkit.core.integrations import logging_interval, steps_per_epoch
 from nbkit.core.train.observers import ProgressBar
+from nbkit.notebook.twins import in_notebook
 
 __all__ = ["TrainerCallback", "in_notebook"]
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel. Reads sys.modules: a script that never imported IPython stays so."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class TrainerCallback(_Adapter):
@@ -41,20 +34,22 @@ class TrainerCallback(_Adapter):
     """
 
     def __init__(self, observers: Sequence[Callable] = (), *, run_dir: str | Path | None = None,
-                 name: str | None = None, handle_interrupt: bool = True, progress: bool = True):
-        super().__init__(observers, run_dir=run_dir, name=name, handle_interrupt=handle_interrupt)
+                 name: str | None = None, handle_interrupt: bool = True, progress: bool = True,
+                 report_to: Any = ()):
+        super().__init__(observers, run_dir=run_dir, name=name, handle_interrupt=handle_interrupt,
+                         report_to=report_to)
         self.progress = progress
         self.view: Any = None  # the Dashboard or ProgressBar of the latest train()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.view is not None and self.view in self._observers:
-            self._observers.remove(self.view)  # a second train(): a fresh view in its own cell
+        if self.view is not None:
+            self.run.remove_observer(self.view)  # a second train(): a fresh view in its own cell
         if state.is_world_process_zero:  # the logging hint (once) above the dashboard, not below it
-            per_epoch = _steps_per_epoch(kwargs.get("train_dataloader"), args, state)
+            per_epoch = steps_per_epoch(kwargs.get("train_dataloader"), args, state)
             self._hint_logging(logging_interval(args, state.max_steps, per_epoch), state.max_steps)
         self.view = self._make_view(args) if self.progress and state.is_world_process_zero else None
         if self.view is not None:
-            self._observers.append(self.view)
+            self.run.add_observer(self.view)
         return super().on_train_begin(args, state, control, **kwargs)
 
     @staticmethod

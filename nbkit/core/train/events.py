@@ -163,6 +163,7 @@ class TrainEnd(Event):
     kind = "train_end"
     step: int
     status: str
+    doing: str = "saving"  # what follows, for a display: "evaluating, testing and saving", ...
 
 
 @dataclass

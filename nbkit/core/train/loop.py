@@ -252,7 +252,11 @@ class Loop:
             status, message = "finished", ""
         if status == "failed":
             return status, message
-        self.run.emit(TrainEnd(step=self.step, status=status))  # the checkpointer saves here
+        final_eval = status == "finished" and self.eval_loader is not None and self.last_eval_step != self.step
+        doing = ", ".join([*(["evaluating"] if final_eval else []),
+                           *(["testing"] if status == "finished" and self.test_loader is not None else [])])
+        self.run.emit(TrainEnd(step=self.step, status=status,  # the checkpointer saves here
+                               doing=f"{doing} and saving" if doing else "saving"))
         if status == "finished":
             if self.eval_loader is not None and self.last_eval_step != self.step:
                 self._evaluate()

@@ -431,6 +431,11 @@ class Run:
         run._done.set()
         return run
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        from nbkit.core.runs import run_bundle
+
+        return run_bundle(self)
+
     def __repr__(self) -> str:
         last = next((e for e in reversed(self.events) if isinstance(e, StepEnd)), None)
         where = f"step {last.step}" if last else "no steps"

@@ -97,7 +97,7 @@ class AttentionWidget(anywidget.AnyWidget):
         kind: str | None = None,
         layer: int | str | None = None,
         head: int | str | None = None,
-        top_k: int = 16,
+        top_k: int = 6,
         thumb_size: int = 32,
     ) -> None:
         self.attention = attention
@@ -113,6 +113,15 @@ class AttentionWidget(anywidget.AnyWidget):
             layer_index = attention.layers[attention.layer_position(layer)]  # type: ignore[arg-type]
         head_index = MEAN if head in (None, "mean") else attention.check_head(head)  # type: ignore[arg-type]
         all_heads = list(range(attention.num_heads))
+        if head_index != MEAN:
+            heads = [head_index]
+        elif view == "head" and head is None and layer_index != MEAN and attention.num_heads > 1:
+            # All heads at once draw a grey hairball: open on the most focused head of the layer
+            # (lowest mean entropy) and say how to show the others.
+            entropy = attention.entropy(kind)[attention.layer_position(layer_index)]  # (H,)
+            heads = [int(np.argmin(entropy))]
+        else:
+            heads = all_heads
         # The first view's data travels in the comm_open state (and so in a saved notebook).
         meta, buffers = self.payload(_WHAT_FOR_VIEW[view], kind, layer_index, head_index)
         super().__init__(
@@ -120,7 +129,7 @@ class AttentionWidget(anywidget.AnyWidget):
             kind=kind,
             layer=layer_index,
             head=head_index,
-            heads=all_heads if head_index == MEAN else [head_index],
+            heads=heads,
             tokens=list(attention.tokens),
             decoder_tokens=list(attention.decoder_tokens or []),
             segments=[int(s) for s in attention.segments],
@@ -128,6 +137,31 @@ class AttentionWidget(anywidget.AnyWidget):
             _initial={"meta": meta, "buffers": buffers},
         )
         self.on_msg(self._on_msg)
+        if len(heads) == 1 and head_index == MEAN:
+            self.info = {**self.info, "note": " ".join(filter(None, [
+                self.info.get("note"),
+                f"Showing head {heads[0]}, the most focused head of layer {layer_index} (lowest "
+                f"entropy). Click the head numbers to add heads, or \"all\" to show all "
+                f"{attention.num_heads}."]))}
+
+    def __repr__(self) -> str:
+        a = self.attention
+        return (f"nbkit attention view ({self.view}): {a.model_name}, {len(a.tokens)} tokens, "
+                f"{len(a.layers)} layers x {a.num_heads} heads")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live view for JupyterLab, plus a PNG of the map it opens on and one line of text, for
+        front ends without the widget (nbconvert, GitHub, a notebook reopened without a kernel)."""
+        import base64
+
+        from nbkit.figures.attention import attention_png
+
+        live = super()._repr_mimebundle_(**kwargs) or {}
+        data, metadata = live if isinstance(live, tuple) else (live, {})  # anywidget: (data, metadata)
+        layer = None if self.layer == MEAN else self.layer
+        png = attention_png(self.attention, layer, self.heads, kind=self.kind)
+        data = {**data, "image/png": base64.b64encode(png).decode("ascii"), "text/plain": repr(self)}
+        return (data, metadata) if isinstance(live, tuple) else data
 
     def _info(self) -> dict[str, Any]:
         a = self.attention
@@ -274,7 +308,7 @@ def show_attention(
     layer: int | str | None = None,
     head: int | str | None = None,
     kind: str | None = None,
-    top_k: int = 16,
+    top_k: int = 6,
     **capture: Any,
 ) -> AttentionWidget:
     """Capture attention for `text` and return the interactive view (display it, or leave it last in
