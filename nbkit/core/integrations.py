@@ -108,15 +108,15 @@ class TrainerCallback(transformers.TrainerCallback):
         self._install_sigint()
         world = max(1, getattr(args, "world_size", 1))
         self._batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-        steps_per_epoch = steps_per_epoch(train_dataloader, args, state)
+        per_epoch = steps_per_epoch(train_dataloader, args, state)
         self._reset_clock()
         self._last_logged_step = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
         if state.is_world_process_zero:
-            self._hint_logging(logging_interval(args, state.max_steps, steps_per_epoch), state.max_steps)
+            self._hint_logging(logging_interval(args, state.max_steps, per_epoch), state.max_steps)
         run.emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=state.max_steps,
-                           steps_per_epoch=steps_per_epoch,
-                           epochs=math.ceil(state.max_steps / steps_per_epoch) if steps_per_epoch else 0,
+                           steps_per_epoch=per_epoch,
+                           epochs=math.ceil(state.max_steps / per_epoch) if per_epoch else 0,
                            start_step=state.global_step, effective_batch_size=self._batch,
                            processes=world, lr=float(args.learning_rate), config=run.config))
         return self._control(control)
