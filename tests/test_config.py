@@ -57,8 +57,11 @@ def test_errors_name_key_value_and_what_is_allowed(values, needle):
         build_config(FinetuneConfig, values)
     first, *rest = str(err.value).splitlines()
     assert needle in first
-    # one line, except an unknown key's list of valid keys (grouped, one group per line)
-    assert len(rest) == (7 if first.startswith("unknown key") else 0)  # 5 groups, training on 3 lines
+    # one line, except an unknown key's list of valid keys (grouped: each line a group or its rest)
+    if first.startswith("unknown key"):
+        assert first.endswith("Valid keys:") and rest and all(line.startswith("  ") for line in rest)
+    else:
+        assert rest == []
 
 
 def test_nullable_options_accept_none_and_objects_pass_for_model_and_data():
@@ -106,8 +109,10 @@ def test_trainer_names_are_aliases_of_our_keys():
 def test_trainer_names_that_do_not_fit_get_one_line(values, needle):
     with pytest.raises(ConfigError) as err:
         build_config(FinetuneConfig, values)
-    assert needle in str(err.value)
-    assert "\n" not in str(err.value)
+    first, *rest = str(err.value).splitlines()
+    assert needle in first
+    # one line; an unknown key's grouped list of valid keys follows it on lines of its own
+    assert bool(rest) == first.startswith("unknown key") == first.endswith("Valid keys:")
 
 
 def test_help_shows_the_trainer_aliases():
@@ -167,8 +172,8 @@ def test_unknown_key_lists_valid_keys_grouped_and_never_split():
         build_config(FinetuneConfig, {"lrate": 1e-3})
     lines = str(err.value).splitlines()
     assert lines[0] == "unknown key 'lrate' (did you mean 'lr'?). Valid keys:"
-    assert lines[1] == "  model and data: model, data, task, text, text_pair, label, eval_split, test"
-    assert lines[2].startswith("  training: epochs, max_steps, lr, ")
+    assert lines[1].startswith("  model and data: model, data, task, text, text_pair, label, eval_split, test,")
+    assert any(line.startswith("  training: epochs, max_steps, lr, ") for line in lines)
     keys = [f.name for f in __import__("dataclasses").fields(FinetuneConfig)]
     listed = [k.strip() for line in lines[1:] for k in line.split(":", 1)[-1].split(",") if k.strip()]
     assert sorted(listed) == sorted(keys)  # every key once, whole: lines break only after commas

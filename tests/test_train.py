@@ -142,7 +142,7 @@ def test_causal_lm_gets_perplexity(tmp_path):
     m = run.metrics
     assert m["eval_perplexity"] == pytest.approx(math.exp(m["eval_loss"]), rel=1e-6)
     # next-token accuracy over the real (unpadded) tokens, computed here independently
-    enc = tok(ds.select(range(16))["text"], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    enc = tok(list(ds.select(range(16))["text"]), padding=True, truncation=True, max_length=256, return_tensors="pt")
     model.eval()
     with torch.no_grad():
         pred = model(**enc).logits[:, :-1].argmax(-1)  # (B, T-1): the guess for each next token
