@@ -74,7 +74,7 @@ class ChatSplit:
     columns: dict[str, list]
     truncated: int = 0
     format: str = "messages"
-    lengths_before_truncation: list[int] = field(default_factory=list)
+    truncated_rows: list[bool] = field(default_factory=list)  # per example: were trained tokens cut
 
     def __len__(self) -> int:
         return len(self.conversations)
@@ -274,21 +274,19 @@ def encode(conv: Conversation, tokenizer: Any, *, max_length: int, train_on: str
 
 def encode_split(conversations: list[Conversation], tokenizer: Any, *, max_length: int,
                  train_on: str = "answers", split: str = "train") -> ChatSplit:
-    ids, labels, masks, full = [], [], [], []
-    truncated = 0
+    ids, labels, masks, cut = [], [], [], []
     for i, conv in enumerate(conversations):
         e = encode(conv, tokenizer, max_length=max_length, train_on=train_on)
         if all(v == -100 for v in e.labels):
             why = (f"max_length={max_length} cuts off its answer (the prompt alone fills it); raise "
                    "max_length or shorten the prompt") if e.truncated else "none of its tokens is trained"
             raise DataError(f"split '{split}', row {i} has no trained token: {why}")
-        truncated += e.truncated
+        cut.append(e.truncated)
         ids.append(e.input_ids)
         labels.append(e.labels)
         masks.append([1] * len(e.input_ids))
-        full.append(len(e.input_ids))
     return ChatSplit(conversations, {"input_ids": ids, "attention_mask": masks, "labels": labels},
-                     truncated=truncated, format=conversations[0].format, lengths_before_truncation=full)
+                     truncated=sum(cut), format=conversations[0].format, truncated_rows=cut)
 
 
 def load_chat_data(source: Any, tokenizer: Any, *, max_length: int = 256, train_on: str = "answers",
