@@ -374,7 +374,7 @@ class ModelSummary:
             ("size int8", human_bytes(self.size_int8_bytes)),
             ("layers", opt(self.num_layers)),
             ("heads", opt(self.num_heads)),
-            ("key/value heads", opt(self.num_kv_heads)),
+            ("kv heads", opt(self.num_kv_heads)),
             ("hidden size", opt(self.hidden_size)),
             ("max positions", opt(self.max_positions)),
             ("dtype", opt(self.dtype)),
