@@ -294,6 +294,8 @@ def tiny_llama(
         num_key_value_heads=kv_heads,
         max_position_embeddings=max_positions,
         tie_word_embeddings=True,
+        # 0.02 (the default) bounds a tied head's logits near 1 at this width: too flat to learn from
+        initializer_range=0.2,
         **_special_ids(tokenizer),
     )
     model = _build(config, "causal-lm", seed, ("causal-lm",), "tiny_llama")

@@ -77,14 +77,21 @@ def is_peft(model: Any) -> bool:
 
 
 def apply_lora(model: Any, options: dict[str, Any] | None, *, gradient_checkpointing: bool = False,
-               quantized: bool = False) -> Any:
-    """`model` with LoRA adapters (only they train), and gradient checkpointing if asked."""
+               quantized: bool = False, seed: int = 0) -> Any:
+    """`model` with LoRA adapters (only they train), and gradient checkpointing if asked. The
+    adapters' random init depends on `seed` only, so equal configs train equally."""
+    import torch
+
     if quantized:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24 (the old name warns)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if getattr(model, "config", None) is not None:
             model.config.use_cache = False  # the cache is useless while training with checkpointing
     if options is None:
@@ -95,7 +102,9 @@ def apply_lora(model: Any, options: dict[str, Any] | None, *, gradient_checkpoin
                         target_modules=options["target_modules"], task_type="CAUSAL_LM")
     if gradient_checkpointing:
         model.enable_input_require_grads()
-    return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def trainable_params(model: Any) -> tuple[int, int]:

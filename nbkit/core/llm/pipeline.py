@@ -67,7 +67,7 @@ def load_llm(cfg: Any) -> tuple[Any, Any]:
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
     model = apply_lora(model, options, gradient_checkpointing=cfg.gradient_checkpointing,
-                       quantized=cfg.load_in_4bit)
+                       quantized=cfg.load_in_4bit, seed=cfg.seed)
     return model, tokenizer
 
 
