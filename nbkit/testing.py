@@ -251,7 +251,7 @@ def chat_tokenizer(words: list[str] | None = None, *, chat_template: bool = True
     from nbkit.core.llm.chat import CHATML
 
     vocab = {t: i for i, t in enumerate(CHAT_SPECIAL_TOKENS)}
-    for token in [*_PUNCTUATION, '"', "{", "}", "/", "_", "system", "user", "assistant", *WORDS, *(w.lower() for w in words or [])]:
+    for token in [*_PUNCTUATION, '"', "{", "}", "/", "_", "<", ">", "&", "system", "user", "assistant", *WORDS, *(w.lower() for w in words or [])]:
         vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()

@@ -438,9 +438,13 @@ def model_summary(model: Any) -> ModelSummary:
     name = getattr(config, "name_or_path", "") or type(model).__name__
     if config is not None and callable(getattr(config, "get_text_config", None)):
         config = config.get_text_config()  # multimodal configs keep the text shapes in a sub-config
+    architecture = type(model).__name__
+    inner = getattr(getattr(model, "base_model", None), "model", None)
+    if type(model).__module__.startswith("peft.") and inner is not None:  # a LoRA-wrapped model
+        architecture = f"{type(inner).__name__} + LoRA"
     return ModelSummary(
         name=str(name),
-        architecture=type(model).__name__,
+        architecture=architecture,
         total_params=total,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         size_bytes=sum(p.numel() * p.element_size() for p in params),
