@@ -11,7 +11,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lab lint bench clean
+.PHONY: install test demo demo-llm lab lint bench clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ test: install
 
 demo: install
 	$(BIN)/nbkit finetune examples/demo.yaml
+
+demo-llm: install
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python examples/demo_llm.py
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

@@ -83,11 +83,29 @@ class ChatSplit:
 # --- reading and detecting ----------------------------------------------------------------------
 
 
+# Bundled instruction tasks (made by scripts/make_llm_data.py): name -> file stem under llm/data/.
+SAMPLES = {"reviews-json": "reviews_json"}
+
+
+def bundled(name: str) -> dict[str, list[dict[str, Any]]]:
+    """A bundled task's train and test rows. "reviews-json": the bundled sentiment reviews (1,200
+    train / 400 test), each answered with one line of JSON naming its sentiment and topic."""
+    import importlib.resources
+
+    folder = importlib.resources.files("nbkit.core.llm") / "data"
+    return {split: [json.loads(line) for line in (folder / f"{SAMPLES[name]}_{split}.jsonl")
+                    .read_text(encoding="utf-8").splitlines() if line.strip()]
+            for split in ("train", "test")}
+
+
 def read_rows(source: Any) -> dict[str, list[dict[str, Any]]]:
     """Split name -> rows (dicts) for any source `load_data` reads: a file, a DataFrame, a list of
-    dicts, a dict of columns, a `datasets.Dataset`/`DatasetDict` or a hub name."""
+    dicts, a dict of columns, a `datasets.Dataset`/`DatasetDict` or a hub name; or a bundled task
+    ("reviews-json")."""
     from ..data import _normalize_splits, _read_source
 
+    if isinstance(source, str) and source in SAMPLES:
+        return bundled(source)
     if isinstance(source, (list, tuple)) and source and all(isinstance(r, str) for r in source):
         return {"train": [{"text": t} for t in source]}
     splits = _normalize_splits(_read_source(source))
