@@ -156,3 +156,12 @@ def test_exact_match_normalizes_whitespace(lora_run):
     em = ExactMatch(convs, lora_run.tokenizer, n=2)
     assert em(lora_run.model) == {"eval_exact_match": 0.5}
     assert em.last_predictions == ["madrid.", "madrid."]
+
+
+def test_dashboard_header_shows_the_trainable_parameters():
+    from nbkit.notebook.widgets.dashboard import Dashboard
+
+    d = Dashboard(min_interval=0.0)
+    d(RunStart(name="lora", run_dir="/tmp/x", total_steps=10, steps_per_epoch=10, epochs=1,
+               trainable_params=4_884_480, total_params=139_399_488), None)
+    assert "trainable 4.9M of 139.4M parameters (3.5%)" in d.title.value

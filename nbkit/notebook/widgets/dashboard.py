@@ -156,6 +156,12 @@ class Dashboard:
                 setup.append(f"{event.processes} processes")
             if event.lr:
                 setup.append(f"lr {event.lr:.3g}")
+            trainable, total = getattr(event, "trainable_params", None), getattr(event, "total_params", None)
+            if trainable is not None and total and trainable < total:  # LoRA, frozen layers
+                from nbkit.core.models import human_count
+
+                setup.append(f"trainable {human_count(trainable)} of {human_count(total)} parameters "
+                             f"({trainable / total:.1%})")
             self.title.value = (f"<b>{html.escape(event.name)}</b> &middot; "
                                 f"<code>{html.escape(str(event.run_dir))}</code><br>"
                                 f"<span style='color:#666;font-size:12px'>{' &middot; '.join(setup)}</span>")
