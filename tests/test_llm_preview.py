@@ -101,3 +101,20 @@ def test_magic_rejects_bad_llm_options_as_usage_errors(llama_dir, cwd):
         shell.run_cell_magic("finetune", "--dry-run", f"model: {llama_dir}\nlora: {{rank: 4}}\n")
     with pytest.raises(UsageError, match="train_on"):
         shell.run_cell_magic("finetune", "--dry-run", f"model: {llama_dir}\ntask: causal-lm\ntrain_on: prompts\n")
+
+
+def test_the_cli_runs_an_llm_config(llama_dir, tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    config = tmp_path / "llm.yaml"
+    config.write_text(f"model: {llama_dir}\ndata: {data}\ntask: causal-lm\nlora: {{r: 4}}\nmax_steps: 2\n"
+                      f"batch_size: 4\neval_split: 2\ngenerate_eval: 2\nrun_dir: {tmp_path / 'run'}\n")
+    done = subprocess.run([sys.executable, "-m", "nbkit.cli", "finetune", str(config), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "status: finished" in done.stdout and "eval_exact_match:" in done.stdout
+    assert "eval_perplexity:" in done.stdout
+    assert (tmp_path / "run" / "checkpoints").is_dir()
