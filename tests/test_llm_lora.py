@@ -165,3 +165,23 @@ def test_dashboard_header_shows_the_trainable_parameters():
     d(RunStart(name="lora", run_dir="/tmp/x", total_steps=10, steps_per_epoch=10, epochs=1,
                trainable_params=4_884_480, total_params=139_399_488), None)
     assert "trainable 4.9M of 139.4M parameters (3.5%)" in d.title.value
+
+
+def test_a_stopped_lora_run_resumes_from_its_adapter_checkpoint(llama_dir, tmp_path):
+    from nbkit.core.train.events import StepEnd
+
+    data = tmp_path / "qa.jsonl"  # resume reads the data again by its name
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    opts = dict(lora={"r": 4, "dropout": 0.0}, max_steps=4, batch_size=6, eval_split=0, lr=1e-2,
+                progress=False, group_by_length=False)
+    whole = finetune(str(llama_dir), str(data), run_dir=str(tmp_path / "whole"), **opts)
+
+    def stop_at_2(event, run):
+        if isinstance(event, StepEnd) and event.step == 2:
+            run.stop("test")
+
+    part = finetune(str(llama_dir), str(data), run_dir=str(tmp_path / "part"), callbacks=[stop_at_2], **opts)
+    assert part.status == "stopped" and not (part.last_checkpoint / "model.safetensors").exists()
+    resumed = finetune(resume_from=tmp_path / "part", progress=False)
+    assert resumed.status == "finished"
+    assert list(resumed.history["loss"]) == pytest.approx(list(whole.history["loss"]), rel=1e-5)
