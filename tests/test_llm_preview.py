@@ -118,3 +118,25 @@ def test_the_cli_runs_an_llm_config(llama_dir, tmp_path):
     assert "status: finished" in done.stdout and "eval_exact_match:" in done.stdout
     assert "eval_perplexity:" in done.stdout
     assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_a_dry_run_leaves_a_passed_model_and_tokenizer_unchanged(cwd):
+    from nbkit.testing import tiny_llama
+
+    model, tok = tiny_llama(words=WORDS, chat_template=False)
+    names = [n for n, _ in model.named_parameters()]
+    preview = nbkit.finetune((model, tok), ROWS, task="causal-lm", lora=True, chat_template="chatml",
+                             dry_run=True, eval_split=0)
+    assert preview.examples[0].trained_text.endswith("<|im_end|>")
+    assert [n for n, _ in model.named_parameters()] == names and tok.chat_template is None
+
+
+def test_chatml_on_a_tokenizer_without_its_tokens_grows_the_embeddings(cwd, tmp_path):
+    from nbkit.testing import tiny_gpt2
+
+    model, tok = tiny_gpt2(words=WORDS)  # a BERT-style word-level tokenizer: no <|im_start|>, no template
+    rows = [{"prompt": "capital of france", "completion": "paris"}] * 4
+    run = nbkit.finetune((model, tok), rows, task="causal-lm", chat_template="chatml", max_steps=1,
+                         batch_size=4, eval_split=0, progress=False, run_dir=str(tmp_path / "run"))
+    assert run.status == "finished"
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) and "<|im_end|>" in tok.get_vocab()

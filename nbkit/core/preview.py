@@ -210,6 +210,12 @@ def preview_finetune(cfg: Any) -> Preview:
     from .models import model_summary
     from .train.finetune import prepare
 
+    if isinstance(cfg.model, tuple) and cfg.task == "causal-lm":
+        # LoRA and a chat template would change the caller's model and tokenizer: a dry run changes nothing.
+        import copy
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, model=tuple(copy.deepcopy(x) for x in cfg.model))
     data, model, tokenizer = prepare(cfg)
     trainable, total = trainable_params(model)
     common = dict(config=printable_config(cfg), summary=model_summary(model),

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import ConfigError
 from .chat import ChatSplit, load_chat_data
+from .lora import apply_lora, lora_options
 
 # What `task: causal-lm` on chat data reports when `metrics` is not given.
 CHAT_METRICS = ["perplexity", "exact_match"]
@@ -43,9 +44,10 @@ class LLMData:
 
 
 def load_llm(cfg: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) for a causal-lm config, 4-bit and LoRA applied; errors before loading."""
+    """(model, tokenizer) for a causal-lm config, 4-bit applied (LoRA comes after the data, whose
+    chat template may add tokens); errors before loading."""
     from ..models import load_model
-    from .lora import apply_lora, check_4bit, lora_options, quantization_config
+    from .lora import check_4bit, quantization_config
 
     options = lora_options(cfg.lora)
     if cfg.load_in_4bit:
@@ -66,19 +68,20 @@ def load_llm(cfg: Any) -> tuple[Any, Any]:
         )
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
-    model = apply_lora(model, options, gradient_checkpointing=cfg.gradient_checkpointing,
-                       quantized=cfg.load_in_4bit, seed=cfg.seed)
     return model, tokenizer
 
 
 def prepare_llm(cfg: Any) -> tuple[LLMData, Any, Any]:
     """Model first (its tokenizer and chat template shape the data), then the masked data."""
-    from .lora import lora_options
-
-    lora_options(cfg.lora)  # a bad lora block fails before the model loads
+    options = lora_options(cfg.lora)  # a bad lora block fails before the model loads
     model, tokenizer = load_llm(cfg)
     splits = load_chat_data(cfg.data, tokenizer, max_length=cfg.max_length, train_on=cfg.train_on,
                             eval_split=cfg.eval_split, seed=cfg.seed, chat_template=cfg.chat_template)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:  # `chat_template: chatml` added <|im_start|>/<|im_end|>
+        model.resize_token_embeddings(len(tokenizer))
+    model = apply_lora(model, options, gradient_checkpointing=cfg.gradient_checkpointing,
+                       quantized=cfg.load_in_4bit, seed=cfg.seed)
     fmt = splits["train"].format
     notes = []
     for name, split in splits.items():
