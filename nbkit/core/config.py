@@ -17,7 +17,7 @@ from .suggest import closest, did_you_mean
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-METRICS = ("accuracy", "f1", "perplexity")
+METRICS = ("accuracy", "f1", "perplexity", "exact_match")
 TRACKERS = ("tensorboard", "trackio", "mlflow")  # report_to; nbkit/core/train/trackers.py writes them
 TASKS = (
     "sequence-classification",
@@ -144,7 +144,8 @@ class TrainConfig:
     max_length: int = _opt(256, "truncate tokenized texts to this many tokens (at most the model's positions)",
                            int, min=2)
     eval_every: int | None = _opt(None, "evaluate every N steps (default: at each epoch end)", int, min=1)
-    metrics: list = _opt([], "eval metrics: accuracy, f1 (macro), perplexity", list, choices=METRICS)
+    metrics: list = _opt([], "eval metrics: accuracy, f1 (macro), perplexity, exact_match (LLM answers)",
+                         list, choices=METRICS)
     best_metric: str = _opt("eval_loss", "metric that picks the best checkpoint", str)
     early_stopping: int | None = _opt(None, "stop after N evaluations without improvement", int, min=1)
     keep_optimizer: bool = _opt(False, "keep the optimizer state in the last checkpoint after the run finishes", bool)
@@ -185,6 +186,16 @@ class FinetuneConfig(TrainConfig):
     hosts: int = _opt(1, "machines taking part (each runs `processes` workers)", int, min=1)
     main_address: str = _opt("127.0.0.1", "address of machine 0 when hosts > 1", str)
     epochs: int = _opt(3, "passes over the training data", int, min=1)
+    # Instruction-tuned LLMs (task: causal-lm; see nbkit.core.llm)
+    train_on: str = _opt("answers", "causal-lm chat data: train on the answers only, or on all tokens", str,
+                         choices=("answers", "all"))
+    chat_template: str | None = _opt(None, "a chat template for a tokenizer without one: chatml, Jinja or a file", str)
+    lora: Any = _opt(False, "LoRA adapters via peft: true, or {r, alpha, dropout, target_modules}", dict)
+    load_in_4bit: bool = _opt(False, "QLoRA: load the base model in 4-bit NF4 (CUDA and bitsandbytes)", bool)
+    gradient_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)", bool)
+    generate_eval: int = _opt(32, "eval examples answered greedily for exact_match at each evaluation", int, min=0)
+    max_new_tokens: int | None = _opt(None, "tokens generated per exact_match answer (default: fits the references)",
+                                      int, min=1)
 
 
 def _describe(meta: dict) -> str:
@@ -193,7 +204,8 @@ def _describe(meta: dict) -> str:
     if meta["choices"]:
         parts.append("one of " + ", ".join(meta["choices"]))
     else:
-        parts.append({int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}[kind])
+        parts.append({int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+                      dict: "true, false or a mapping"}[kind])
     for key, sym in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")):
         if meta[key] is not None:
             parts.append(f"{sym} {meta[key]:g}")
@@ -214,6 +226,11 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
             value = float(value)
         except ValueError:
             _fail(key, value, meta)
+    if key == "lora":
+        from .llm.lora import lora_options
+
+        lora_options(value)  # raises ConfigError naming the bad key
+        return value
     if key in ("model", "data") and not isinstance(value, str):
         if isinstance(value, (bool, int, float)):
             _fail(key, value, meta)

@@ -326,7 +326,7 @@ def set_label_names(model: Any, names: list[str]) -> None:
 @check_kwargs(meant={"num_classes": "num_labels", "id2label": "labels", "label_names": "labels"})
 def load_model(
     name_or_path: str | os.PathLike[str],
-    task: str = "sequence-classification",
+    task: str | None = None,
     *,
     num_labels: int | None = None,
     labels: list[str] | None = None,
@@ -334,18 +334,27 @@ def load_model(
     dtype: str | torch.dtype = "auto",
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
+    quantization_config: Any = None,
 ) -> tuple[Any, Any]:
-    """Load `(model, tokenizer)` for a task from a hub id, a local folder or "minilm".
+    """Load `(model, tokenizer)` for a task from a hub id, a local folder, "minilm" or a GGUF model.
+
+    `task` defaults to "causal-lm" for GGUF models ("smollm2", a local `.gguf` file: converted once
+    into a cached safetensors folder, see nbkit.core.llm.gguf) and to "sequence-classification" else.
 
     The model is moved to `device` ("auto": cuda, then mps, then cpu), loaded in `dtype` ("auto": bf16
     or fp16 on CUDA, fp32 elsewhere) and put in eval() mode. `labels` names the classes of a
-    classification head (sets num_labels, id2label, label2id). Raises ModelError with what to do next.
+    classification head (sets num_labels, id2label, label2id). `quantization_config` (e.g. bitsandbytes 4-bit,
+    CUDA only) is passed to from_pretrained, which then places the model itself. Raises ModelError with
+    what to do next.
     """
     import transformers
 
-    task = resolve_task(task)
+    from .llm.gguf import converted_folder, is_gguf_source
+
     shown = os.fspath(name_or_path)
-    name = resolve_model_name(name_or_path)
+    gguf = is_gguf_source(shown)
+    task = resolve_task(task or ("causal-lm" if gguf else "sequence-classification"))
+    name = str(converted_folder(shown)) if gguf else resolve_model_name(name_or_path)
     _check_local(name, shown)
     torch_device = _resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -372,6 +381,8 @@ def load_model(
     extra: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation is not None:
         extra["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        extra.update(quantization_config=quantization_config, device_map={"": torch_device.index or 0})
     if labels is not None or num_labels is not None:
         # New labels on a fine-tuned classifier mean a new head: re-initialise it rather than fail on
         # the shape mismatch (transformers' load report names the re-initialised weights).
@@ -405,7 +416,8 @@ def load_model(
         # Sequence classification on decoder models finds the last real token through pad_token_id.
         model.config.pad_token_id = tokenizer.pad_token_id
 
-    model.to(torch_device)
+    if quantization_config is None:  # a quantized model is placed by from_pretrained and cannot move
+        model.to(torch_device)
     model.eval()
     line = loading_note(model, info)
     if line:
@@ -515,6 +527,7 @@ def loading_note(model: Any, info: dict[str, Any] | None) -> str:
 _CONFIG_ALIASES = {
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
     "num_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "num_attention_heads", "n_head", "num_heads"),
     "hidden_size": ("hidden_size", "n_embd", "d_model"),
     "max_positions": ("max_position_embeddings", "n_positions"),
 }
@@ -534,6 +547,7 @@ class ModelSummary:
     size_int8_bytes: int
     num_layers: int | None
     num_heads: int | None
+    num_kv_heads: int | None  # fewer than num_heads with grouped-query attention (Llama, SmolLM2)
     hidden_size: int | None
     max_positions: int | None
     dtype: str | None  # "float32", or "float16, float32" when mixed; None without parameters
@@ -556,6 +570,7 @@ class ModelSummary:
             ("size int8", human_bytes(self.size_int8_bytes)),
             ("layers", opt(self.num_layers)),
             ("heads", opt(self.num_heads)),
+            ("kv heads", opt(self.num_kv_heads)),
             ("hidden size", opt(self.hidden_size)),
             ("max positions", opt(self.max_positions)),
             ("dtype", opt(self.dtype)),
@@ -619,9 +634,13 @@ def model_summary(model: Any) -> ModelSummary:
     name = getattr(config, "name_or_path", "") or type(model).__name__
     if config is not None and callable(getattr(config, "get_text_config", None)):
         config = config.get_text_config()  # multimodal configs keep the text shapes in a sub-config
+    architecture = type(model).__name__
+    inner = getattr(getattr(model, "base_model", None), "model", None)
+    if type(model).__module__.startswith("peft.") and inner is not None:  # a LoRA-wrapped model
+        architecture = f"{type(inner).__name__} + LoRA"
     return ModelSummary(
         name=str(name),
-        architecture=type(model).__name__,
+        architecture=architecture,
         total_params=total,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         size_bytes=sum(p.numel() * p.element_size() for p in params),
@@ -630,6 +649,7 @@ def model_summary(model: Any) -> ModelSummary:
         size_int8_bytes=total,
         num_layers=_config_value(config, "num_layers"),
         num_heads=_config_value(config, "num_heads"),
+        num_kv_heads=_config_value(config, "num_kv_heads"),
         hidden_size=_config_value(config, "hidden_size"),
         max_positions=_config_value(config, "max_positions"),
         dtype=_joined({str(p.dtype).removeprefix("torch.") for p in params}),

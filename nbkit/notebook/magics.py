@@ -167,7 +167,7 @@ class NbkitMagics(Magics):
         "  %%finetune --help\n"
         "  %%finetune --resume RUN_DIR [--out VAR] [--background]"))
     @line_cell_magic
-    def finetune(self, line: str, cell: str | None = None) -> None:
+    def finetune(self, line: str, cell: str | None = None) -> Any:
         """Fine-tune a model from the YAML config in the cell body, like nbkit.finetune(**config)."""
         args = parse_argstring(self.finetune, line)
         if args.help:
@@ -199,7 +199,8 @@ class NbkitMagics(Magics):
             print(preview.config_text() + "\n\n# model")
             _show(preview.summary)
             print(preview.example_text())
-            return None
+            # The cell's value (Out[], `_`): its HTML highlights the trained tokens.
+            return preview
         return self._keep(out, run)
 
     def _resume(self, args: Any, out: str, config: dict) -> None:

@@ -66,7 +66,12 @@ def save_weights(model: torch.nn.Module, folder: Path, tokenizer: Any = None, st
     `state_dict`: the full weights when the model itself is sharded (FSDP gathers them)."""
     from safetensors.torch import save_file, save_model
 
+    from ..llm.lora import is_peft, save_adapter
+
     folder.mkdir(parents=True, exist_ok=True)
+    if is_peft(model):  # a LoRA run: the adapter only (megabytes); the base model is on disk already
+        save_adapter(model, folder, tokenizer)
+        return
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "save_pretrained"):
         # from_pretrained (and Run.load) picks the class by this; a model built from a config lacks it.
@@ -93,6 +98,11 @@ def _tied_duplicates(model: torch.nn.Module) -> set[str]:
 def load_weights(model: torch.nn.Module, folder: str | Path) -> None:
     from safetensors.torch import load_model
 
+    from ..llm.lora import is_adapter_folder, load_adapter_weights
+
+    if is_adapter_folder(folder):
+        load_adapter_weights(model, folder)
+        return
     missing, unexpected = load_model(model, str(Path(folder) / "model.safetensors"), strict=False)
     if unexpected:
         raise ValueError(f"checkpoint {folder} does not match this model: unexpected keys {unexpected[:5]}")

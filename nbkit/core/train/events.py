@@ -41,6 +41,8 @@ class RunStart(Event):
     effective_batch_size: int = 0
     processes: int = 1
     lr: float | None = None  # the peak learning rate in effect (after scale_lr)
+    trainable_params: int | None = None  # parameters the optimizer updates (LoRA: the adapters)
+    total_params: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
 

@@ -28,12 +28,22 @@ _TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
 
 
 def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> FinetuneConfig:
-    """The validated config for `finetune(**options)`: the one validator the magic and CLI share."""
+    """The validated config for `finetune(**options)`: the one validator the magic and CLI share.
+
+    A GGUF model ("smollm2", a .gguf file) or LoRA means `task: causal-lm` unless a task is given."""
+    merged = {**(config or {}), **options}
+    if "task" not in merged:
+        from ..llm.gguf import is_gguf_source
+
+        model = merged.get("model")
+        if (isinstance(model, str) and is_gguf_source(model)) or merged.get("lora"):
+            options = {**options, "task": "causal-lm"}
     return build_config(FinetuneConfig, config, **options)
 
 
 def prepare(cfg: FinetuneConfig):
-    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer).
+    """Load data and model for `cfg`: returns (datasets.DatasetDict, model, tokenizer); for
+    `task: causal-lm`, (nbkit.core.llm.pipeline.LLMData, model, tokenizer).
 
     A classifier's label names and the data's are reconciled first (`reconcile_labels`): the data
     follows the model's id order, and the model's config carries the names it will be saved with.
@@ -46,6 +56,13 @@ def prepare(cfg: FinetuneConfig):
         reconcile_labels,
         set_label_names,
     )
+
+    if cfg.task == "causal-lm":
+        from ..llm.pipeline import prepare_llm
+
+        return prepare_llm(cfg)
+    if cfg.lora or cfg.load_in_4bit:
+        raise ConfigError(f"lora and load_in_4bit apply to task: causal-lm, not {cfg.task!r}")
 
     is_lm = cfg.task in ("causal-lm", "masked-lm")
     label = None if is_lm else cfg.label
@@ -81,7 +98,7 @@ def prepare(cfg: FinetuneConfig):
 def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | str | os.PathLike | None = None,
              callbacks: Sequence[Callable] = (), resume_from: str | os.PathLike | None = None,
              background: bool = False, progress: bool | Callable = True, stop_file: str | os.PathLike | None = None,
-             **options: Any):
+             dry_run: bool = False, **options: Any):
     """Fine-tune `model` on `data` and return the `Run`.
 
     `model`: "minilm" (bundled weights, the default), a hub id or a local folder, or a
@@ -89,7 +106,12 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
     the default), a DataFrame or a Dataset. Arguments override the same keys in `config`.
     Other options are the keys of `nbkit.core.config.FinetuneConfig` (`nbkit.core.config.config_help()` lists
     them); `config=` takes the same keys as a dict or a YAML file's path. `resume_from=run_dir`
-    continues an interrupted run with the config stored in that directory.
+    continues an interrupted run with the config stored in that directory. `dry_run=True` trains
+    nothing and returns a `Preview` (the first examples as tokens, trained ones marked, lengths,
+    truncation, trainable parameters), as `%%finetune --dry-run` shows.
+
+    Instruction-tuned LLMs: `model="smollm2"` (offline) or any causal LM, `task="causal-lm"`, data
+    with `messages`, `prompt`/`completion` or `text` columns; `lora=True` trains LoRA adapters.
     """
     from .loop import fit
 
@@ -113,6 +135,10 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
             values[key] = value
     cfg = resolve_config(values, **options)
     resolve_report_to(cfg.report_to)  # a tracker that is not installed fails here, before any loading
+    if dry_run:
+        from ..preview import preview_finetune
+
+        return preview_finetune(cfg)
     if (cfg.processes > 1 or cfg.hosts > 1) and not os.environ.get(WORKER_ENV):
         if resume_from is not None:
             values["run_dir"] = str(resume_from)
@@ -127,12 +153,24 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
     train_opts = {k: getattr(cfg, k) for k in _TRAIN_KEYS}
     if train_opts["name"] is None and isinstance(cfg.model, str):
         train_opts["name"] = run_name(cfg.model)
+    train, eval_data = ds["train"], ds.get("eval")
+    test = ds["test"] if cfg.test and "test" in ds else None
+    evaluators: list = []
+    if cfg.task == "causal-lm":  # LLMData: token columns with answer-only labels
+        from ..llm.pipeline import chat_metrics
+        from ..llm.pipeline import evaluators as llm_evaluators
+
+        train_opts["metrics"] = chat_metrics(cfg, ds)
+        evaluators = llm_evaluators(cfg, ds, tokenizer, train_opts["metrics"])
+        for note in ds.notes:
+            print(f"nbkit: {note}")
+        train, eval_data = ds.dataset("train"), ds.dataset("eval")
+        test = ds.dataset("test") if cfg.test else None
     if isinstance(cfg.model, tuple):
         print(f"nbkit: {in_place_note(net)}")
-    run = fit(net, ds["train"], ds.get("eval"),
-              test=ds["test"] if cfg.test and "test" in ds else None, tokenizer=tokenizer,
+    run = fit(net, train, eval_data, test=test, tokenizer=tokenizer,
               callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
-              config_extra=extra, stop_file=stop_file, **train_opts)
+              config_extra=extra, stop_file=stop_file, evaluators=evaluators, **train_opts)
     if isinstance(cfg.model, tuple):
         net._nbkit_trained_by = run.name  # what the next run's note says
     return run

@@ -73,7 +73,7 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
         metrics: Sequence[Any] = (), best_metric: str = "eval_loss", early_stopping: int | None = None,
         seed: int = 0, scale_lr: bool = False, keep_optimizer: bool = False, callbacks: Sequence[Callable] = (),
         name: str | None = None, run_dir: str | os.PathLike | None = None, overwrite: bool = False,
-        report_to: str | Sequence[str] = (),
+        report_to: str | Sequence[str] = (), evaluators: Sequence[Callable] = (),
         test: Any = None, resume_from: str | os.PathLike | None = None, background: bool = False,
         progress: bool | Callable = True, config_extra: dict | None = None,
         stop_file: str | os.PathLike | None = None) -> Run:
@@ -88,7 +88,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     or a zero-argument factory returning an observer (how the notebook passes its dashboard in).
     `stop_file`: a path whose appearance stops the run at the next step boundary.
     `report_to`: "tensorboard", "trackio", "mlflow" (or a list, or "all" installed) also logs
-    the run there (nbkit.core.train.trackers).
+    the run there (nbkit.core.train.trackers). `evaluators`: callables `fn(model, prefix) ->
+    {name: value}` whose metrics join each evaluation's (e.g. exact match of generated answers).
     """
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     options["metrics"] = list(metrics)
@@ -99,7 +100,8 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
     train, eval, test = _reconcile_labels(model, train, eval, test)
     loop = Loop(model, train, eval, test=test, cfg=cfg, tokenizer=tokenizer, collate_fn=collate_fn,
                 loss_fn=loss_fn, callbacks=callbacks, resume=resume_from is not None,
-                progress=progress, config_extra=config_extra or {}, stop_file=stop_file)
+                progress=progress, config_extra=config_extra or {}, stop_file=stop_file,
+                evaluators=evaluators)
     if background:
         loop.run.start_in_background(loop.train)
     else:
@@ -137,8 +139,9 @@ class Loop:
     `train` then runs to the end (in the caller's thread or a background one)."""
 
     def __init__(self, model, train, eval, *, test, cfg: TrainConfig, tokenizer, collate_fn, loss_fn,
-                 callbacks, resume: bool, progress, config_extra: dict, stop_file=None):
+                 callbacks, resume: bool, progress, config_extra: dict, stop_file=None, evaluators=()):
         self.cfg, self.loss_fn, self.tokenizer, self.model = cfg, loss_fn, tokenizer, model
+        self.evaluators = list(evaluators)  # fn(model, prefix) -> more metrics (generation, ...)
         self.kind = model_kind(model)
         if self.kind == "module" and loss_fn is None:
             raise ConfigError(
@@ -373,8 +376,12 @@ class Loop:
 
     def _metrics(self, loader, prefix: str = "eval_") -> dict[str, float]:
         self._read_device()  # the step values up to here, before the evaluation's own reads
-        return evaluate_model(self.pmodel, loader, self.metric_specs, loss_fn=self.loss_fn,
-                              kind=self.kind, prefix=prefix, accelerator=self.acc)
+        metrics = evaluate_model(self.pmodel, loader, self.metric_specs, loss_fn=self.loss_fn,
+                                 kind=self.kind, prefix=prefix, accelerator=self.acc)
+        if prefix == "eval_":
+            for evaluator in self.evaluators:
+                metrics.update(evaluator(self.acc.unwrap_model(self.pmodel), prefix))
+        return metrics
 
     def position(self) -> dict[str, int]:
         """Where a checkpoint taken now resumes: the step, the epoch and its batches done."""
@@ -385,11 +392,14 @@ class Loop:
 
     def _run_start(self) -> RunStart:
         cfg, acc = self.cfg, self.acc
+        params = list(self.model.parameters())
         return RunStart(name=self.run.name, run_dir=str(self.run.run_dir), total_steps=self.total_steps,
                         steps_per_epoch=self.steps_per_epoch, epochs=self.epochs, start_step=self.step,
                         config=self.run.config, processes=acc.num_processes,
                         effective_batch_size=cfg.batch_size * cfg.grad_accum * acc.num_processes,
-                        lr=cfg.lr * (acc.num_processes if cfg.scale_lr else 1))
+                        lr=cfg.lr * (acc.num_processes if cfg.scale_lr else 1),
+                        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+                        total_params=sum(p.numel() for p in params))
 
     def _size_schedule(self, batches: int) -> None:
         self.steps_per_epoch = max(1, math.ceil(batches / self.cfg.grad_accum))

@@ -74,6 +74,8 @@ def compute_metrics(specs: list[tuple[str, Any]], preds: np.ndarray | None, labe
     for name, fn in specs:
         if fn == "perplexity":
             out[f"{prefix}perplexity"] = perplexity(eval_loss)
+        elif fn == "exact_match":
+            continue  # generated answers, not logits: fit's evaluators (nbkit.core.llm.generate) add it
         elif preds is None or labels is None:
             continue  # no labels in the eval data: only loss-based metrics apply
         elif isinstance(fn, str):

@@ -248,7 +248,7 @@ class Run:
         """The trained model (a reopened run loads it from its last checkpoint on first use)."""
         folder = self._weights_folder() if self._model is None else None
         if folder is not None:
-            self._model, tok = _load_checkpoint_model(folder)
+            self._model, tok = _load_checkpoint_model(folder, self.config.get("model"))
             if getattr(self, "_tokenizer", None) is None:
                 self._tokenizer = tok
         return self._model
@@ -399,6 +399,33 @@ class Run:
             model.train()
         return pd.DataFrame(rows)
 
+    # -- LLM results (nbkit.core.llm) ------------------------------------------------------------
+
+    def generate(self, prompts: Any, max_new_tokens: int = 64, temperature: float = 0.0,
+                 batch_size: int = 16) -> Any:
+        """The model's answers to `prompts` (a string or a list; the chat template is applied to plain
+        prompts). `temperature=0.0` decodes greedily. Returns a string per prompt."""
+        from ..llm.generate import generate
+
+        if self.tokenizer is None:
+            raise ValueError("this run has no tokenizer: generate() needs a text model")
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                        temperature=temperature, batch_size=batch_size)
+
+    def save_adapter(self, folder: str | Path) -> Path:
+        """Write the LoRA adapter (adapter_model.safetensors + adapter_config.json, what
+        peft.PeftModel.from_pretrained loads) and the tokenizer into `folder`."""
+        from ..llm.lora import save_adapter
+
+        return save_adapter(self.model, folder, self.tokenizer)
+
+    def merge(self, folder: str | Path) -> Path:
+        """Write a from_pretrained folder with the LoRA adapter merged into the base weights,
+        tokenizer and chat template included. The run's model keeps its adapter."""
+        from ..llm.lora import merge
+
+        return merge(self.model, folder, self.tokenizer)
+
     def report(self, path: str | Path | None = None) -> Path:
         """Write `report.html` (the training chart with plotly's JavaScript embedded) and return its path."""
         from nbkit.figures.report import (
@@ -470,9 +497,16 @@ def _needs_loading(data: Any) -> bool:
     return not (is_hf_dataset(data) and "input_ids" in data.column_names)
 
 
-def _load_checkpoint_model(folder: Path):
-    """Rebuild a Hugging Face model from a checkpoint folder by the architecture its config names."""
+def _load_checkpoint_model(folder: Path, base: Any = None):
+    """Rebuild a Hugging Face model from a checkpoint folder by the architecture its config names
+    (a LoRA checkpoint: the base model, by the run's `model` name, plus the adapter)."""
     import transformers
+
+    from ..llm.lora import is_adapter_folder, load_peft_model
+
+    if is_adapter_folder(folder):
+        usable = isinstance(base, str) and not base.startswith("<")
+        return load_peft_model(folder, base if usable else None)
 
     if not (folder / "config.json").exists():
         raise ValueError(

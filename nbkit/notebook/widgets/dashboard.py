@@ -206,6 +206,12 @@ class Dashboard:
                 setup.append(f"{event.processes} processes")
             if event.lr:
                 setup.append(f"lr {event.lr:.3g}")
+            trainable, total = getattr(event, "trainable_params", None), getattr(event, "total_params", None)
+            if trainable is not None and total and trainable < total:  # LoRA, frozen layers
+                from nbkit.core.models import human_count
+
+                setup.append(f"trainable {human_count(trainable)} of {human_count(total)} parameters "
+                             f"({trainable / total:.1%})")
             self.view.title = event.name
             self.view.subtitle = f"{event.run_dir} \u00b7 " + " \u00b7 ".join(setup)
             if self._busy is None and threading.current_thread() is threading.main_thread():

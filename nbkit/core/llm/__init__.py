@@ -1,0 +1,1 @@
+"""Instruction-tuned causal LMs: GGUF models, chat data and answer-only masks, LoRA, generation."""
