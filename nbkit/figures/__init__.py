@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from nbkit.core.series import BoundedSeries, metric_range, smooth
+from nbkit.core.text import format_value as _fmt
 
 from .attention import attention_heatmap
 
@@ -151,14 +152,6 @@ def metrics_table_html(rows: list[dict[str, Any]], max_rows: int = 12) -> str:
         body.append(f"<tr>{cells}</tr>")
     return (f"<table class='nbkit-metrics' style='border-collapse:collapse;font-size:12px'>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _png(fig) -> bytes:

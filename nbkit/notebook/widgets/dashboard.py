@@ -26,6 +26,7 @@ import numpy as np
 import traitlets as t
 
 from nbkit.core.series import BoundedSeries, MovingAverage, metric_range
+from nbkit.core.text import format_value as _fmt
 from nbkit.core.train.events import (
     CheckpointSaved,
     EpochEnd,
@@ -77,14 +78,6 @@ def _fmt_time(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _memory_text() -> str:
