@@ -33,8 +33,8 @@ FIGURES = Path("/tmp/nbkit-notebook-runs.json")
 
 # What each notebook must show besides "no errors": substrings of its outputs (text or HTML).
 EXPECTED = {
-    "01_quickstart": ["nbkit-static", "finished", "positive"],
-    "02_pytorch_basics": ["nbkit-static", "eval_accuracy", "grad"],
+    "01_quickstart": ["nbkit-summary", "finished", "positive"],
+    "02_pytorch_basics": ["nbkit-summary", "eval_accuracy", "grad"],
     "03_finetune_transformers": ["reviews.csv", "suggested lr", "stopped", "resumed", "eval_accuracy"],
     "04_attention": ["application/vnd.jupyter.widget-view+json", "previous"],
     "05_save_and_deploy": ["int8", "latency", "MB"],
