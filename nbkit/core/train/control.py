@@ -79,6 +79,8 @@ class Control:
         return True
 
     def wait_if_paused(self, poll: float = 0.1) -> None:
+        if self._running.is_set():  # the common case, at every step: no wait machinery
+            return
         while not self._running.wait(poll):
             if self._stop.is_set():
                 return

@@ -284,12 +284,16 @@ class Loop:
             observers = [*observers, self.progress() if callable(self.progress) else ProgressBar()]
         for observer in observers:
             run.add_observer(observer)
-        loaders = [x for x in (self.eval_loader, self.test_loader) if x is not None]
-        prepared = acc.prepare(self.model, make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay),
-                               self.train_loader, *loaders)
-        self.pmodel, self.opt, self.train_loader, *rest = prepared
-        self.eval_loader = rest.pop(0) if self.eval_loader is not None else None
-        self.test_loader = rest.pop(0) if self.test_loader is not None else None
+        optimizer = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
+        if acc.num_processes == 1 and acc.device.type == "cpu" and cfg.grad_accum == 1:
+            # Nothing to shard, move or accumulate over: accelerate's loader wrapper would only add ~40 us a batch.
+            self.pmodel, self.opt = acc.prepare(self.model, optimizer)
+        else:
+            loaders = [x for x in (self.eval_loader, self.test_loader) if x is not None]
+            self.pmodel, self.opt, self.train_loader, *rest = acc.prepare(self.model, optimizer,
+                                                                          self.train_loader, *loaders)
+            self.eval_loader = rest.pop(0) if self.eval_loader is not None else None
+            self.test_loader = rest.pop(0) if self.test_loader is not None else None
         # With several processes each sees a shard: count steps on the prepared loader.
         self.batches_per_epoch = len(self.train_loader)
         self._size_schedule(self.batches_per_epoch)
