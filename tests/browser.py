@@ -177,6 +177,9 @@ _JS_BUSY = """() => {
   return cells.filter(c => c.model.type === 'code' && c.promptNode &&
                       c.promptNode.textContent.includes('*')).length;
 }"""
+_JS_CELL_TEXTS = """() => [...document.querySelectorAll('.jp-Cell')].map(
+  c => (c.querySelector('.jp-InputPrompt')?.textContent || '') + ' ' +
+       (c.querySelector('.jp-OutputArea')?.innerText || ''))"""
 
 
 @dataclass
@@ -217,7 +220,28 @@ class NotebookPage:
         self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def wait_for(self, js: str, timeout: float = 60, arg: Any = None) -> Any:
-        return self.page.wait_for_function(js, arg=arg, timeout=timeout * 1000)
+        """Wait until `js` is truthy; on timeout, fail with what the notebook shows (error outputs,
+        kernel status, the last output of each cell) and a screenshot, not only "Timeout"."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            return self.page.wait_for_function(js, arg=arg, timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            raise AssertionError(f"waited {timeout} s for {js}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What a person looking at the page would see, for a failure message (best effort)."""
+        lines = []
+        try:
+            self.page.screenshot(path=str(self.shots / "failure.png"), full_page=True)
+            lines.append(f"screenshot: {self.shots / 'failure.png'}")
+            lines.append(f"kernel: {self.page.evaluate(f'() => {_KERNEL_STATUS}')}")
+            lines += self.error_outputs()
+            for i, cell in enumerate(self.page.evaluate(_JS_CELL_TEXTS)):
+                lines.append(f"cell {i} output: {cell[-400:]!r}")
+        except Exception as exc:  # the page itself may be gone
+            lines.append(f"(no diagnosis: {exc})")
+        return "\n".join(lines)
 
     def wait_until_done(self, timeout: float = 300, settle: float = 1.5) -> None:
         """Wait until no cell is queued or running and the kernel stays idle for `settle` seconds

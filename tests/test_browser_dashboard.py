@@ -118,7 +118,7 @@ def test_dashboard_busy_kernel_stop_save_and_reopen(tmp_path: Path) -> None:
         nb.screenshot("2_blocking_stopped", page.locator(".jp-Cell").nth(1))
 
         # -- 2. background run: its Stop button works while it trains
-        nb.wait_for("() => document.querySelectorAll('.nbkit-dashboard').length >= 1", 60)
+        nb.wait_for("() => document.querySelectorAll('.nbkit-dashboard').length >= 1", 120)
         counts = watch_chart_grow(page, 0, samples=8, every=0.5)
         assert grew(counts), f"the background chart should gain points: {counts}"
         nb.wait_for("() => document.querySelector('.nbkit-dashboard')?.dataset.live === 'true'", 20)
