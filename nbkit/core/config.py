@@ -196,6 +196,9 @@ class FinetuneConfig(TrainConfig):
     generate_eval: int = _opt(32, "eval examples answered greedily for exact_match at each evaluation", int, min=0)
     max_new_tokens: int | None = _opt(None, "tokens generated per exact_match answer (default: fits the references)",
                                       int, min=1)
+    samples: list | int | None = _opt(
+        None, "prompts the base and tuned model answer at each evaluation, shown live and logged: "
+        "a list (strings or {prompt, reference}), a count of eval prompts, or 0 (default: 3 eval prompts)", list)
 
 
 def _describe(meta: dict) -> str:
@@ -231,6 +234,11 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
 
         lora_options(value)  # raises ConfigError naming the bad key
         return value
+    if key == "samples":
+        from .llm.samples import check_samples
+
+        check_samples(value)  # a count, or prompts (strings, {prompt, reference}, chat turns)
+        return list(value) if isinstance(value, tuple) else value
     if key in ("model", "data") and not isinstance(value, str):
         if isinstance(value, (bool, int, float)):
             _fail(key, value, meta)

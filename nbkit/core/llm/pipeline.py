@@ -110,3 +110,18 @@ def evaluators(cfg: Any, data: LLMData, tokenizer: Any, metrics: list) -> list:
         return []
     return [ExactMatch(eval_split.conversations, tokenizer, n=cfg.generate_eval,
                        max_new_tokens=cfg.max_new_tokens)]
+
+
+def sample_answers(cfg: Any, data: LLMData, tokenizer: Any, evaluators: list) -> list:
+    """The observer answering the `samples:` prompts (none when the data is plain text and no
+    prompts are given, or `samples: 0`)."""
+    from .generate import ExactMatch
+    from .samples import SampleAnswers, sample_prompts
+
+    eval_split = data.get("eval")
+    prompts = sample_prompts(cfg.samples, eval_split.conversations if eval_split is not None else None)
+    if not prompts:
+        return []
+    shared = next((e for e in evaluators if isinstance(e, ExactMatch)), None)
+    return [SampleAnswers(prompts, tokenizer, max_new_tokens=cfg.max_new_tokens, shared=shared,
+                          has_eval=eval_split is not None)]

@@ -2,7 +2,7 @@
 return, and the events the loop emits. Built on torch, transformers, datasets and accelerate only.
 """
 
-from .events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunEnd, RunStart, StepEnd
+from .events import CheckpointSaved, EpochEnd, EvalEnd, Event, RunEnd, RunStart, Samples, StepEnd
 from .finetune import finetune
 from .loop import fit
 from .observers import EarlyStopping
@@ -10,5 +10,5 @@ from .run import Run
 
 __all__ = [
     "fit", "finetune", "Run", "Event", "RunStart", "StepEnd", "EvalEnd", "EpochEnd", "CheckpointSaved",
-    "RunEnd", "EarlyStopping",
+    "Samples", "RunEnd", "EarlyStopping",
 ]

@@ -169,6 +169,20 @@ class TrainEnd(Event):
 
 
 @dataclass
+class Samples(Event):
+    """What the model answers to the `samples:` prompts at `step` (greedy): `answers` by the model
+    being trained, `base` by the model it started from (None when unknown), `references` when the
+    data has them. Written to metrics.jsonl like every event (nbkit.core.llm.samples)."""
+
+    kind = "samples"
+    step: int
+    prompts: list[str]
+    answers: list[str]
+    base: list[str] | None = None
+    references: list[str | None] = field(default_factory=list)
+
+
+@dataclass
 class RunEnd(Event):
     kind = "run_end"
     status: str
@@ -177,7 +191,7 @@ class RunEnd(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, TrainEnd, RunEnd)
+    cls.kind: cls for cls in (RunStart, StepEnd, EvalEnd, EpochEnd, CheckpointSaved, TrainEnd, Samples, RunEnd)
 }
 
 

@@ -38,7 +38,10 @@ def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> Fine
         model = merged.get("model")
         if (isinstance(model, str) and is_gguf_source(model)) or merged.get("lora"):
             options = {**options, "task": "causal-lm"}
-    return build_config(FinetuneConfig, config, **options)
+    cfg = build_config(FinetuneConfig, config, **options)
+    if cfg.samples not in (None, False, 0, []) and cfg.task != "causal-lm":
+        raise ConfigError(f"samples: are prompts an LLM answers (task: causal-lm), not {cfg.task!r}")
+    return cfg
 
 
 def prepare(cfg: FinetuneConfig):
@@ -157,11 +160,12 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
     test = ds["test"] if cfg.test and "test" in ds else None
     evaluators: list = []
     if cfg.task == "causal-lm":  # LLMData: token columns with answer-only labels
-        from ..llm.pipeline import chat_metrics
+        from ..llm.pipeline import chat_metrics, sample_answers
         from ..llm.pipeline import evaluators as llm_evaluators
 
         train_opts["metrics"] = chat_metrics(cfg, ds)
         evaluators = llm_evaluators(cfg, ds, tokenizer, train_opts["metrics"])
+        callbacks = [*sample_answers(cfg, ds, tokenizer, evaluators), *callbacks]
         for note in ds.notes:
             print(f"nbkit: {note}")
         train, eval_data = ds.dataset("train"), ds.dataset("eval")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .events import EvalEnd, Event, RunEnd, RunStart, StepEnd
+from .events import EvalEnd, Event, RunEnd, RunStart, Samples, StepEnd
 
 FLUSH_EVERY = 1.0  # seconds: the longest step lines wait to be written (the loop reads every 0.25 s)
 
@@ -82,6 +82,10 @@ class ProgressBar:
         elif isinstance(event, EvalEnd):
             shown = {k: f"{v:.4f}" for k, v in event.metrics.items() if isinstance(v, float)}
             self.bar.write(f"step {event.step}: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+        elif isinstance(event, Samples):
+            from ..llm.samples import describe_samples
+
+            self.bar.write(describe_samples(event))
         elif isinstance(event, RunEnd):
             self.bar.close()
             self.bar = None

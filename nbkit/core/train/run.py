@@ -227,6 +227,16 @@ class Run:
         return df.reset_index()
 
     @property
+    def samples(self):
+        """What an LLM run's `samples:` prompts were answered, one row per (step, prompt): step,
+        prompt, reference, base (the model it started from) and answer (the model at that step)."""
+        from ..llm.samples import samples_table
+
+        with self._lock:
+            events = list(self.events)
+        return samples_table(events)
+
+    @property
     def metrics(self) -> dict[str, float]:
         """The latest value of every eval/test metric."""
         out: dict[str, float] = {}

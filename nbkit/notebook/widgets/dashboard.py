@@ -25,6 +25,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from nbkit.core.llm.samples import describe_samples
 from nbkit.core.series import BoundedSeries, MovingAverage, metric_range
 from nbkit.core.text import format_value as _fmt
 from nbkit.core.train.events import (
@@ -33,6 +34,7 @@ from nbkit.core.train.events import (
     EvalEnd,
     RunEnd,
     RunStart,
+    Samples,
     StepEnd,
     TrainEnd,
 )
@@ -66,6 +68,8 @@ class DashboardView(anywidget.AnyWidget):
     log_y = t.Bool(False).tag(sync=True)
     show_lr = t.Bool(False).tag(sync=True)
     hint = t.Unicode("").tag(sync=True)
+    # LLM runs: {"prompts", "references", "base", "steps": [..], "answers": [[..] per step]} (text only)
+    samples = t.Dict().tag(sync=True)
 
     def __repr__(self) -> str:  # what a front end without widgets shows while the run is live
         return f"nbkit dashboard: {self.title} ({self.status})"
@@ -117,6 +121,7 @@ class Dashboard:
         self.eval_rows: list[dict[str, Any]] = []
         self.epoch_steps: list[int] = []
         self.checkpoints: dict[str, str] = {}  # "best" / "last" -> path, from CheckpointSaved
+        self.samples: list[Samples] = []  # an LLM run's answers, one event per evaluation
         self.start: RunStart | None = None
         self.last: StepEnd | None = None
         self._steps: list[StepEnd] = []  # steps whose values the loop has not read from the device yet
@@ -222,6 +227,9 @@ class Dashboard:
                 self.checkpoints.setdefault("last", event.path)
         elif isinstance(event, TrainEnd):
             self.phase = event.doing
+        elif isinstance(event, Samples):
+            self.samples.append(event)
+            self.view.samples = samples_spec(self.samples)
         elif isinstance(event, RunEnd):
             self._finish(event, run)
             return
@@ -395,6 +403,7 @@ class Dashboard:
         line = self.status_line(run)
         color = {"finished": "#2ca02c", "stopped": "#b35900", "failed": "#d62728"}.get(self.status, "#333")
         table = metrics_table_html(self.eval_rows, max_rows=12) if self.eval_rows else ""
+        table += samples_html(self.samples)
         head = f"{self.name or 'run'} "
         marked = (f"{html.escape(head)}<span class='nbkit-status'>{html.escape(self.status)}</span>"
                   f"{html.escape(line[len(head) + len(self.status):])}" if line.startswith(head + self.status)
@@ -407,6 +416,8 @@ class Dashboard:
             widths = [max(len(c), *(len(r[i]) for r in spec["rows"])) for i, c in enumerate(spec["columns"])]
             rows = [spec["columns"], *spec["rows"]]
             text += "\n" + "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
+        if self.samples:
+            text += "\n" + describe_samples(self.samples[-1])
         return {"text/html": html_out, "text/plain": text}
 
     def chart_bundle(self, run: Any) -> dict[str, Any] | None:
@@ -430,6 +441,51 @@ class Dashboard:
                                       raw=True)
         self._summary_handle.update(summary, raw=True)
         return True
+
+
+MAX_SAMPLE_ROUNDS = 50  # evaluations whose answers the live view keeps (the file keeps all)
+
+
+def samples_spec(rounds: list[Samples]) -> dict[str, Any]:
+    """The answers panel's state: the prompts once, the base answers once, the tuned answers per
+    evaluation (the latest MAX_SAMPLE_ROUNDS). Plain strings: the page shows them as text."""
+    if not rounds:
+        return {}
+    last = rounds[-1]
+    base = next((r.base for r in reversed(rounds) if r.base is not None), None)
+    kept = rounds[-MAX_SAMPLE_ROUNDS:]
+    return {"prompts": list(last.prompts), "references": list(last.references or [None] * len(last.prompts)),
+            "base": list(base) if base is not None else None,
+            "steps": [r.step for r in kept], "answers": [list(r.answers) for r in kept]}
+
+
+def samples_html(rounds: list[Samples], open_last: bool = True) -> str:
+    """The answers panel as static, escaped HTML for the saved notebook: the latest evaluation
+    open, the earlier ones folded (<details>, no script needed)."""
+    from nbkit.core.llm.generate import normalize
+
+    if not rounds:
+        return ""
+    e = html.escape
+    parts = ["<div class='nbkit-samples-static' style='margin-top:8px'>"]
+    for i, r in enumerate(reversed(rounds)):
+        refs = r.references or [None] * len(r.prompts)
+        has_ref = any(x is not None for x in refs)
+        head = "<tr><th>prompt</th>" + ("<th>reference</th>" if has_ref else "") + \
+               ("<th>base</th>" if r.base is not None else "") + f"<th>step {r.step}</th></tr>"
+        rows = []
+        for j, prompt in enumerate(r.prompts):
+            cells = [prompt] + ([refs[j] or ""] if has_ref else []) + ([r.base[j]] if r.base is not None else [])
+            answer = r.answers[j]
+            hit = refs[j] is not None and normalize(answer) == normalize(str(refs[j]))
+            mark = " style='color:#2ca02c' title='equals the reference'" if hit else ""
+            rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + f"<td{mark}>{e(answer)}</td></tr>")
+        label = f"Answers at step {r.step}" + (" (latest)" if i == 0 else "")
+        style = "border-collapse:collapse;font-size:12px;text-align:left;white-space:pre-wrap"
+        parts.append(f"<details{' open' if i == 0 and open_last else ''}><summary>{e(label)}</summary>"
+                     f"<table class='nbkit-metrics' style='{style}'>{head}{''.join(rows)}</table></details>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def _path_or_none(p: Any) -> str | None:

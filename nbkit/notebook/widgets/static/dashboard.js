@@ -187,6 +187,63 @@ function table(node, spec) {
   node.appendChild(tb);
 }
 
+// An LLM run's answers: prompt | reference | base | tuned at the chosen step. A step selector
+// walks the history; it follows the newest evaluation until a person picks an older one.
+function samplesPanel(node, spec, state) {
+  node.replaceChildren();
+  if (!spec || !spec.steps || !spec.steps.length) return;
+  const steps = spec.steps;
+  if (state.step === null || state.follow || !steps.includes(state.step)) state.step = steps[steps.length - 1];
+  const head = el("div", "nbkit-samples-head");
+  head.appendChild(el("b", "", "Answers"));
+  head.appendChild(document.createTextNode(" at step "));
+  const pick = document.createElement("select");
+  pick.className = "nbkit-samples-step";
+  steps.forEach((s, i) => {
+    const o = el("option", "", s + (i === steps.length - 1 ? " (latest)" : ""));
+    o.value = String(s);
+    pick.appendChild(o);
+  });
+  pick.value = String(state.step);
+  pick.addEventListener("change", () => {
+    state.step = Number(pick.value);
+    state.follow = state.step === steps[steps.length - 1];
+    samplesPanel(node, spec, state);
+  });
+  head.appendChild(pick);
+  head.appendChild(el("span", "nbkit-samples-note", " greedy; base = the model before training"));
+  node.appendChild(head);
+  const answers = spec.answers[steps.indexOf(state.step)] || [];
+  const refs = spec.references || [];
+  const hasRef = refs.some((r) => r !== null && r !== undefined);
+  const hasBase = Array.isArray(spec.base);
+  const tb = el("table", "nbkit-samples-table");
+  const hr = el("tr");
+  for (const c of ["prompt", ...(hasRef ? ["reference"] : []), ...(hasBase ? ["base"] : []), "step " + state.step]) {
+    hr.appendChild(el("th", "", c));
+  }
+  const thead = el("thead");
+  thead.appendChild(hr);
+  tb.appendChild(thead);
+  const body = el("tbody");
+  const norm = (x) => String(x ?? "").split(/\s+/).filter(Boolean).join(" ");
+  spec.prompts.forEach((p, i) => {
+    const tr = el("tr");
+    tr.appendChild(el("td", "nbkit-sample-prompt", p));
+    if (hasRef) tr.appendChild(el("td", "nbkit-sample-ref", refs[i] ?? ""));
+    if (hasBase) tr.appendChild(el("td", "nbkit-sample-base", spec.base[i]));
+    const a = el("td", "nbkit-sample-answer", answers[i] ?? "");
+    if (hasRef && refs[i] !== null && norm(answers[i]) === norm(refs[i])) {
+      a.classList.add("nbkit-match");
+      a.title = "equals the reference";
+    }
+    tr.appendChild(a);
+    body.appendChild(tr);
+  });
+  tb.appendChild(body);
+  node.appendChild(tb);
+}
+
 function button(label, title, onClick) {
   const b = el("button", "nbkit-btn", label);
   b.title = title;
@@ -228,8 +285,13 @@ function render({ model, el: root }) {
   bar.appendChild(fill);
   const progress = el("div", "nbkit-progress");
   const tableNode = el("div", "nbkit-table");
+  const samplesNode = el("div", "nbkit-samples");
+  const samplesState = { step: null, follow: true };
   const memory = el("div", "nbkit-memory");
-  for (const n of [title, subtitle, controls, chartNode, legendNode, bar, progress, tableNode, memory]) root.appendChild(n);
+  for (const n of [title, subtitle, controls, chartNode, legendNode, bar, progress, tableNode, samplesNode, memory]) {
+    root.appendChild(n);
+  }
+  const samples = () => samplesPanel(samplesNode, model.get("samples"), samplesState);
 
   function draw() {
     const chart = model.get("chart") || {};
@@ -267,6 +329,7 @@ function render({ model, el: root }) {
   for (const name of ["log_y", "show_lr"]) model.on("change:" + name, () => { draw(); controlsState(); });
   for (const name of ["title", "subtitle", "progress", "status", "table", "memory"]) model.on("change:" + name, text);
   for (const name of ["live", "done", "paused", "hint"]) model.on("change:" + name, controlsState);
+  model.on("change:samples", samples);
   model.on("msg:custom", (msg) => { if (msg && msg.type === "ping") send("pong", msg.id); });
   let ro = null;
   if (typeof ResizeObserver !== "undefined") {
@@ -276,6 +339,7 @@ function render({ model, el: root }) {
   }
   draw();
   text();
+  samples();
   controlsState();
   send("pong", -1); // announce this view; the kernel marks the controls live when it hears it
   return () => { if (ro) ro.disconnect(); };
