@@ -96,14 +96,26 @@ def training_figure(history: pd.DataFrame, *, title: str = "", smoothing: float 
         "yaxis2": yaxis2,
         # above the plot area, never over the curves
         "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
-        "margin": {"l": 60, "r": 60, "t": 70 if title else 40, "b": 45},
-        "height": 400,
+        "margin": {"l": 60, "r": 60, "t": (70 if title else 40) + 20 * (_legend_rows(fig) - 1), "b": 45},
+        "height": 400 + 20 * (_legend_rows(fig) - 1),
         "template": "plotly_white",
     }
     if show_lr:
         layout["yaxis3"] = {"overlaying": "y", "side": "right", "showticklabels": False, "showgrid": False}
     fig.update_layout(**layout)
     return fig
+
+
+def _legend_rows(fig: go.Figure, width: float = 640) -> int:
+    """Rows a horizontal legend takes in a notebook-wide figure (~7 px a character, ~45 px per item
+    for the swatch and gap): the top margin grows with them, so the legend never covers the title."""
+    rows, used = 1, 0.0
+    for trace in fig.data:
+        w = 45 + 7 * len(trace.name or "")
+        if used and used + w > width:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
 
 
 def training_bundle(history: pd.DataFrame, *, title: str = "", epoch_steps: list[int] | None = None,

@@ -467,21 +467,24 @@ def samples_html(rounds: list[Samples], open_last: bool = True) -> str:
     if not rounds:
         return ""
     e = html.escape
+    cell = "text-align:left;vertical-align:top;white-space:pre-wrap;padding:2px 8px"  # notebooks right-align cells
     parts = ["<div class='nbkit-samples-static' style='margin-top:8px'>"]
     for i, r in enumerate(reversed(rounds)):
         refs = r.references or [None] * len(r.prompts)
         has_ref = any(x is not None for x in refs)
-        head = "<tr><th>prompt</th>" + ("<th>reference</th>" if has_ref else "") + \
-               ("<th>base</th>" if r.base is not None else "") + f"<th>step {r.step}</th></tr>"
+        names = ["prompt", *(["reference"] if has_ref else []), *(["base"] if r.base is not None else []),
+                 f"step {r.step}"]
+        head = "<tr>" + "".join(f"<th style='{cell}'>{e(n)}</th>" for n in names) + "</tr>"
         rows = []
         for j, prompt in enumerate(r.prompts):
             cells = [prompt] + ([refs[j] or ""] if has_ref else []) + ([r.base[j]] if r.base is not None else [])
             answer = r.answers[j]
             hit = refs[j] is not None and normalize(answer) == normalize(str(refs[j]))
-            mark = " style='color:#2ca02c' title='equals the reference'" if hit else ""
-            rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + f"<td{mark}>{e(answer)}</td></tr>")
+            mark = ";color:#2ca02c' title='equals the reference" if hit else ""
+            rows.append("<tr>" + "".join(f"<td style='{cell}'>{e(c)}</td>" for c in cells)
+                        + f"<td style='{cell}{mark}'>{e(answer)}</td></tr>")
         label = f"Answers at step {r.step}" + (" (latest)" if i == 0 else "")
-        style = "border-collapse:collapse;font-size:12px;text-align:left;white-space:pre-wrap"
+        style = "border-collapse:collapse;font-size:12px"
         parts.append(f"<details{' open' if i == 0 and open_last else ''}><summary>{e(label)}</summary>"
                      f"<table class='nbkit-metrics' style='{style}'>{head}{''.join(rows)}</table></details>")
     parts.append("</div>")
