@@ -179,3 +179,14 @@ def test_unknown_key_lists_valid_keys_grouped_and_never_split():
     assert sorted(listed) == sorted(keys)  # every key once, whole: lines break only after commas
     assert all(len(line) <= 90 for line in lines)
     assert "((" not in str(err.value) and "))" not in str(err.value)
+
+
+def test_eval_split_as_a_row_count_stays_a_count():
+    from nbkit.core.train.finetune import resolve_config
+
+    assert resolve_config({"eval_split": 16}).eval_split == 16
+    assert isinstance(resolve_config({"eval_split": 16}).eval_split, int)
+    assert resolve_config({"eval_split": 0.2}).eval_split == 0.2
+    assert resolve_config({"eval_split": 0}).eval_split == 0.0
+    with pytest.raises(ConfigError, match="'eval_split' must be a number >= 0"):
+        resolve_config({"eval_split": -3})

@@ -177,7 +177,8 @@ class FinetuneConfig(TrainConfig):
     allow_rare_labels: bool = _opt(
         False, "keep a label value with few rows whose name is close to another's (else: a typo error)", bool
     )
-    eval_split: float = _opt(0.1, "fraction (or count) of train held out for eval when data has none", float, min=0)
+    eval_split: float | int = _opt(0.1, "fraction (or row count) of train held out for eval when data has none",
+                                   float, min=0)
     test: bool = _opt(True, "evaluate on the data's test split at the end, when it has one", bool)
     processes: int = _opt(1, "worker processes per machine (> 1: launched with `launcher`)", int, min=1)
     launcher: str = _opt("accelerate", "how workers start: accelerate launch or torchrun", str,
@@ -243,6 +244,9 @@ def _coerce(key: str, value: Any, meta: dict, default: Any) -> Any:
         if isinstance(value, (bool, int, float)):
             _fail(key, value, meta)
         return value  # an object from the user's namespace ($df, $model); the loaders check it
+    if key == "eval_split" and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and value >= 1 and float(value).is_integer():
+        return int(value)  # a row count (16), not the fraction 16.0 the float kind would make of it
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is float and isinstance(value, float) and not math.isfinite(value):
