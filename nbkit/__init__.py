@@ -30,6 +30,7 @@ _EXPORTS = {
     "show_attention": "nbkit.notebook.widgets.attention",
     "TrainerCallback": "nbkit.notebook.trainer",
     "Preview": "nbkit.core.preview",
+    "generate": "nbkit.core.llm.generate",  # answers of any causal LM (chat template, greedy by default)
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

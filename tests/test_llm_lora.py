@@ -186,3 +186,36 @@ def test_a_stopped_lora_run_resumes_from_its_adapter_checkpoint(llama_dir, tmp_p
     resumed = finetune(resume_from=tmp_path / "part", progress=False)
     assert resumed.status == "finished"
     assert list(resumed.history["loss"]) == pytest.approx(list(whole.history["loss"]), rel=1e-5)
+
+
+def test_eval_loss_is_per_trained_token_whatever_the_batching(lora_run):
+    """Answers of different lengths: batch sizes 1 and 32 give the same eval_loss, the mean over
+    every trained token of the split."""
+    import math
+
+    from nbkit.core.llm.chat import load_chat_data
+
+    rows = [{"prompt": "What is the capital of france?", "completion": "paris."},
+            {"prompt": "What is the capital of italy?", "completion": "rome rome rome rome rome rome."}]
+    by_one = lora_run.evaluate(rows, batch_size=1)["loss"]
+    together = lora_run.evaluate(rows, batch_size=32)["loss"]
+    assert by_one == pytest.approx(together, rel=1e-6)
+    split = load_chat_data(rows, lora_run.tokenizer, eval_split=0)["train"]
+    model = lora_run.model.eval()
+    total, tokens = 0.0, 0
+    for ids, labels in zip(split.columns["input_ids"], split.columns["labels"], strict=True):
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+        n = sum(x != -100 for x in labels[1:])
+        total, tokens = total + out.loss.item() * n, tokens + n
+    assert together == pytest.approx(total / tokens, rel=1e-5)
+    assert math.isfinite(together)
+
+
+def test_evaluate_takes_chat_data_like_finetune(lora_run):
+    rows = [{"prompt": f"What is the capital of {c}?", "completion": f"{k}."} for c, k in QA]
+    got = lora_run.evaluate(rows)
+    assert set(got) == {"loss", "perplexity", "exact_match"} and got["exact_match"] == 1.0
+    assert got["perplexity"] == pytest.approx(torch.tensor(got["loss"]).exp().item())
+    reopened = Run.load(lora_run.run_dir).evaluate(rows, metrics=["perplexity"])
+    assert set(reopened) == {"loss", "perplexity"} and reopened["loss"] == pytest.approx(got["loss"], rel=1e-5)

@@ -30,12 +30,15 @@ def model_kind(model: torch.nn.Module) -> str:
 
 def evaluate_model(model, loader, specs, *, loss_fn=None, kind="hf", prefix="eval_",
                    accelerator=None) -> dict[str, float]:
-    """Loss and metrics of `model` over `loader`. The loss is summed on the device and read once."""
+    """Loss and metrics of `model` over `loader`. The loss is summed on the device and read once;
+    a causal LM's is the mean over all trained tokens (what perplexity is defined on), others' the
+    mean over examples."""
     was_training = model.training
     model.eval()
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     total = torch.zeros((), device=device, dtype=torch.float64)
-    count = 0
+    tokens = torch.zeros((), device=device, dtype=torch.int64)  # trained tokens (causal LMs) ...
+    count = 0  # ... or examples (every other model)
     preds, labels = [], []
     want_preds = any(fn != "perplexity" for _, fn in specs)
     with torch.no_grad():
@@ -55,9 +58,16 @@ def evaluate_model(model, loader, specs, *, loss_fn=None, kind="hf", prefix="eva
                 x, y = batch[0], batch[1]
                 logits = model(x)
                 loss = loss_fn(logits, y)
-            n = batch_size(batch)
-            total += loss.detach().double() * n
-            count += n
+            if kind == "causal-lm" and y is not None and loss_fn is None:
+                # the model's loss is the mean over the batch's trained tokens: weigh it by them, so
+                # eval_loss (and perplexity) is per token over the whole split, whatever the batching
+                n = (y[..., 1:] != -100).sum()
+                total += torch.where(n > 0, loss.detach().double() * n, 0.0)
+                tokens += n
+            else:
+                n = batch_size(batch)
+                total += loss.detach().double() * n
+                count += n
             if want_preds and logits is not None and y is not None:
                 if kind == "causal-lm":
                     logits, y = logits[:, :-1], y[:, 1:]  # (B, T-1, V), (B, T-1): next-token targets
@@ -68,7 +78,7 @@ def evaluate_model(model, loader, specs, *, loss_fn=None, kind="hf", prefix="eva
                 labels.append(y.reshape(-1).cpu().numpy())
     if was_training:
         model.train()
-    sums = torch.stack([total, torch.tensor(float(count), device=device, dtype=torch.float64)])
+    sums = torch.stack([total, tokens.double() + count])
     if accelerator is not None and accelerator.num_processes > 1:
         sums = accelerator.reduce(sums, "sum")
     total_loss, count = sums.tolist()

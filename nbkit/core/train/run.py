@@ -337,7 +337,10 @@ class Run:
         from .evaluation import DeviceLoader, evaluate_model, model_kind
         from .metrics import resolve_metrics
 
-        specs = resolve_metrics(metrics if metrics is not None else self.config.get("metrics", []))
+        chosen = metrics if metrics is not None else self.config.get("metrics", [])
+        if self._is_llm() and _needs_loading(data):
+            return self._evaluate_chat(data, chosen, batch_size, split)
+        specs = resolve_metrics(chosen)
         if _needs_loading(data):
             from ..data import load_split
 
@@ -354,6 +357,34 @@ class Run:
         device = next(model.parameters()).device
         moved = DeviceLoader(loader, device)
         return evaluate_model(model, moved, specs, kind=kind, prefix="")
+
+    def _is_llm(self) -> bool:
+        from .evaluation import model_kind
+
+        model = self._model
+        return self.config.get("task") == "causal-lm" or (model is not None and model_kind(model) == "causal-lm")
+
+    def _evaluate_chat(self, data: Any, metrics: list, batch_size: int, split: str | None) -> dict[str, float]:
+        """`evaluate` for an LLM run: chat data (messages, prompt/completion, text, "reviews-json")
+        masked as in training; loss and perplexity per trained token, exact match of greedy answers."""
+        from ..llm.chat import load_chat_data
+        from ..llm.generate import ExactMatch
+        from .batching import TokenizedDataset
+
+        cfg = self.config
+        splits = load_chat_data(data, self.tokenizer, max_length=cfg.get("max_length", 256),
+                                train_on=cfg.get("train_on", "answers"), eval_split=0)
+        name = split or ("test" if "test" in splits else "train")
+        if name not in splits:
+            raise ValueError(f"the data has no split {name!r}; it has {', '.join(splits)}")
+        chosen = [m for m in (metrics or ["perplexity"]) if m != "exact_match"]
+        out = self.evaluate(TokenizedDataset(splits[name].columns), chosen, batch_size)
+        if "exact_match" in (metrics or []) and splits[name].format != "text":
+            convs = splits[name].conversations
+            em = ExactMatch(convs, self.tokenizer, n=len(convs), max_new_tokens=cfg.get("max_new_tokens"),
+                            batch_size=min(batch_size, 16))
+            out.update(em(self.model, prefix=""))
+        return out
 
     @check_kwargs(meant={"text_column": "text", "texts_pair": "text_pairs"})
     def predict(self, texts: Any, text_pairs: list[str] | None = None, batch_size: int = 32, *,
