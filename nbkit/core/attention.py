@@ -530,8 +530,16 @@ def _forward(model: Any, tokenizer: Any, prep: _Prepared, layers: list[int] | No
 
 
 def model_name(model: Any) -> str:
-    config = getattr(model, "config", None)
-    name = str(getattr(config, "_name_or_path", "") or type(model).__name__)
+    """The model's name for titles; a peft model is named after its base, plus its adapter type."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(inner, "config", None)
+    name = str(getattr(config, "_name_or_path", "") or type(inner).__name__)
+    if inner is not model:
+        try:
+            kind = str(model.peft_config[model.active_adapter].peft_type.value)
+        except (AttributeError, KeyError, TypeError):
+            kind = "adapter"
+        name += " + " + {"LORA": "LoRA"}.get(kind, kind)
     return name
 
 
