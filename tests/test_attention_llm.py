@@ -323,3 +323,23 @@ def test_smollm2_short_prompt_with_its_answer():
     state = w.get_state()
     # the head view opens on one layer: 9 heads x T queries x top 6 keys, 3 bytes each
     assert sum(len(b) for b in state["_initial"]["buffers"]) == 9 * t * 6 * 3
+
+
+# ------------------------------------------------------------------------------------ the magic
+def test_attention_magic_compares_a_run_with_its_base(llama, tmp_path):
+    from IPython.testing.globalipapp import start_ipython
+
+    from nbkit.core.train.run import Run
+    from nbkit.notebook.widgets.attention import AttentionWidget
+
+    model, tok = llama
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "nbkit")
+    ip.user_ns["run"] = Run(name="r", run_dir=tmp_path, config={}, model=_lora(model, b_std=0.5), tokenizer=tok)
+    w = ip.run_line_magic("attention", 'run "what is the time ?" --compare base --max-new-tokens 3')
+    assert isinstance(w, AttentionWidget) and (w.view, w.source) == ("matrix", "diff")
+    assert w.attention.prompt_length == 10 and len(w.tokens) <= 13
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="--compare takes 'base' or a variable holding the base model"):
+        ip.run_line_magic("attention", 'run "what" --compare nosuch')

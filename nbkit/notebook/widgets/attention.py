@@ -425,6 +425,9 @@ def show_attention(
             f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}."
         )
     if isinstance(model, (Attention, AttentionComparison)):
+        if compare is not None or capture:
+            raise AttentionError("a saved Attention is shown as captured: compare= and capture options need "
+                                 "show_attention(model, tokenizer, text, ...).")
         attention = model
     else:
         model, tokenizer, text = unpack_model(model, tokenizer, text)

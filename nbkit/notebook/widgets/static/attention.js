@@ -174,7 +174,7 @@ function render({ model, el }) {
   function showDiffNote(source, layer, head) {
     if (!compare || source !== "diff") { diffNote.style.display = "none"; return; }
     const pos = info.layers.indexOf(layer);
-    const score = pos >= 0 && head >= 0 ? ` This head's change: ${compare.change[pos][head].toFixed(3)} (0 = same rows, 1 = disjoint).` : "";
+    const score = model.get("view") === "matrix" && pos >= 0 && head >= 0 ? ` This head's change: ${compare.change[pos][head].toFixed(3)} (0 = same rows, 1 = disjoint).` : "";
     diffNote.textContent = `${diffName}: red where ${compare.names[0]} attends more than ${compare.names[1]}, blue where less; both read the same tokens.${score}`;
     diffNote.style.display = "";
   }
