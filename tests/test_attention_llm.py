@@ -239,7 +239,12 @@ def test_diff_view_state_and_fetches(llama):
                     "source": "base"})
     content, buffers = sent[-1]
     base = np.frombuffer(buffers[0], np.uint8).reshape(t, t) / 255 * content["scales"][0]
-    np.testing.assert_allclose(base, c.base.weights["self"][0, 2], atol=content["scales"][0] / 255)
+    true = c.base.weights["self"][0, 2]  # (T, T)
+    # the colour scale stops at the largest weight after the first column (the attention sink), which
+    # saturates and travels as numbers for the readout
+    assert content["scales"][0] == pytest.approx(float(true[:, 1:].max()))
+    np.testing.assert_allclose(base[:, 1:], true[:, 1:], atol=content["scales"][0] / 255)
+    assert content["first"] == np.round(true[:, 0].astype(np.float64), 4).tolist()
     _page_sends(w, {"type": "fetch", "id": "p:3", "what": "sparse", "kind": "self", "layer": 0, "head": -1,
                     "source": "diff"})
     assert sent[-1][0] == {"type": "error", "id": "p:3",
@@ -279,6 +284,10 @@ def test_markup_in_tokens_stays_text_in_the_diff_view_and_figures(llama):
     z = np.asarray(fig.data[0].z, dtype=float)
     assert np.isnan(z[0, 1]) and fig.data[0].zmid == 0  # the masked future is blank, the scale centred
     assert fig.data[0].zmax == pytest.approx(float(np.abs(np.nan_to_num(z)).max()))
+    from nbkit.figures.attention import attention_heatmap
+
+    tuned = attention_heatmap(w.comparison.tuned, 1, 0)
+    assert tuned.data[0].zmax == pytest.approx(float(w.comparison.tuned.weights["self"][1, 0][:, 1:].max()))
     png = attention_png(w.comparison, w.layer, [w.head])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     bundle = w._repr_mimebundle_()

@@ -272,6 +272,16 @@ class Attention:
         return cls(weights=weights, segments=segments, word_ids=word_ids, **meta)
 
 
+def color_max(weights: np.ndarray, sink: bool) -> float:
+    """Top of the colour scale for a (Tq, Tk) map: its maximum; with `sink` (causal LMs), the maximum
+    outside the first key column. Decoder LLMs park most of every row on the first token (an
+    "attention sink"), which would otherwise wash every other cell out to white; that column then
+    saturates. The one rule for the widget, the plotly figure and the PNG."""
+    rest = weights[:, 1:] if sink and weights.shape[-1] > 2 else weights
+    top = float(np.nanmax(rest)) if rest.size else 0.0
+    return top if top > 0 else float(np.nanmax(weights)) if weights.size else 0.0
+
+
 def _piece(token: str, continuation: bool) -> str:
     return token[2:] if continuation and token.startswith("##") else token
 
@@ -534,6 +544,8 @@ def model_name(model: Any) -> str:
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(inner, "config", None)
     name = str(getattr(config, "_name_or_path", "") or type(inner).__name__)
+    if os.path.isabs(name):  # a local folder (e.g. nbkit's cache): its last part names the model
+        name = os.path.basename(name.rstrip(os.sep)) or name
     if inner is not model:
         try:
             kind = str(model.peft_config[model.active_adapter].peft_type.value)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
+from nbkit.core.attention import color_max
+
 if TYPE_CHECKING:
     from nbkit.core.attention import Attention
     from nbkit.core.attention_compare import AttentionComparison
@@ -73,8 +75,13 @@ def attention_heatmap(
         else f"layer {attention.layers[attention.layer_position(layer)]}"
     )
     which = "mean of heads" if head is None else f"head {attention.check_head(head)}"
+    sink = attention.causal and kind in ("self", "decoder")
+    scale = {"colorscale": colorscale, "zmin": 0, "colorbar": {"title": {"text": "weight"}}}
+    if sink and weights.shape[-1] > 2:  # the first token's column saturates (an attention sink)
+        scale.update(zmax=color_max(weights, True),
+                     colorbar={"title": {"text": "weight (first token saturates)"}})
     return _heatmap(attention, kind, _masked(attention, kind, weights), f"{kind} attention · {where} · {which}",
-                    {"colorscale": colorscale, "zmin": 0, "colorbar": {"title": {"text": "weight"}}})
+                    scale)
 
 
 def attention_difference_heatmap(
@@ -178,7 +185,8 @@ def attention_png(attention: Attention | AttentionComparison, layer: int | None 
     ax = fig.add_subplot()
     cmap = colormaps["RdBu_r" if signed else "Blues"].with_extremes(bad=MASKED)
     top = float(np.nanmax(np.abs(weights))) or 1e-9
-    limits = {"vmin": -top, "vmax": top} if signed else {"vmin": 0}
+    sink = a.causal and kind in ("self", "decoder") and weights.shape[-1] > 2
+    limits = {"vmin": -top, "vmax": top} if signed else {"vmin": 0, "vmax": color_max(weights, sink) or None}
     im = ax.imshow(np.ma.masked_invalid(weights), cmap=cmap, aspect="auto", interpolation="nearest", **limits)
     if a.prompt_length is not None and kind in ("self", "decoder"):
         for line in (ax.axhline, ax.axvline):
@@ -195,7 +203,8 @@ def attention_png(attention: Attention | AttentionComparison, layer: int | None 
     ax.set_title(clean(f"{a.model_name} · {what} · {where} · {which}"), fontsize=9)
     ax.set_xlabel("key token", fontsize=8)
     ax.set_ylabel("query token", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.04, label=what if signed else "weight")
+    label = what if signed else "weight (first token saturates)" if sink else "weight"
+    fig.colorbar(im, ax=ax, fraction=0.04, label=label, extend="max" if sink and not signed else "neither")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -15,7 +15,14 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k, unpack_model
+from nbkit.core.attention import (
+    Attention,
+    AttentionError,
+    capture_attention,
+    color_max,
+    top_k,
+    unpack_model,
+)
 from nbkit.core.attention_compare import AttentionComparison, compare_attention
 from nbkit.core.suggest import check_kwargs, did_you_mean, valid_arguments
 
@@ -329,8 +336,12 @@ class AttentionWidget(anywidget.AnyWidget):
                 m = a.rollout(kind)[a.layer_position(-1 if lay is None else lay)]  # (T, T)
             else:
                 m = a.map(lay, None if head == MEAN else head, kind)  # (Tq, Tk)
-            scale = float(m.max())
-            return {"shape": list(m.shape), "scales": [scale]}, [_quantize(m, scale).tobytes()]
+            sink = a.causal and kind in ("self", "decoder") and what == "dense"
+            scale = color_max(m, sink)
+            meta = {"shape": list(m.shape), "scales": [scale]}
+            if sink and m.shape[-1] > 2:  # the first column saturates: its true values for the readout
+                meta["first"] = np.round(m[:, 0].astype(np.float64), 4).tolist()
+            return meta, [_quantize(m, scale).tobytes()]
         if what == "thumbs":  # model view: every layer x head at reduced resolution
             small = downsample(a.weights[kind], self._thumb)  # (L, H, sq, sk)
             scales = small.max(axis=(2, 3))  # (L, H)

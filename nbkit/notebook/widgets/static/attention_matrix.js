@@ -106,7 +106,8 @@ function nbkMatrixView(host, ctx) {
     nbkTimed("hover", () => {
       hover = { i, j };
       const signed = !!data.meta.signed;
-      const v = nbkValue(data.codes[i * tk + j], data.scales[0], signed);
+      const first = data.meta.first;
+      const v = j === 0 && first ? first[i] : nbkValue(data.codes[i * tk + j], data.scales[0], signed);
       const masked = ctx.causal && tq === tk && j > i;
       const what = masked ? "masked (a later token)" : signed ? `${v >= 0 ? "+" : ""}${v.toFixed(4)} (${ctx.diffName})` : v.toFixed(4);
       ctx.readout(`${i} “${nbkShow(ctx.tokQ[i])}” → ${j} “${nbkShow(ctx.tokK[j])}”: ${what}`);
@@ -136,7 +137,9 @@ function nbkMatrixView(host, ctx) {
       legend.replaceWith(fresh);
       legend = fresh;
       legendMin.textContent = signed ? `   −${d.scales[0].toPrecision(3)}` : "   0";
-      legendMax.textContent = signed ? `+${d.scales[0].toPrecision(3)} (${ctx.diffName})` : `${d.scales[0].toPrecision(3)} (max)`;
+      legendMax.textContent = signed ? `+${d.scales[0].toPrecision(3)} (${ctx.diffName})`
+        : d.meta.first ? `${d.scales[0].toPrecision(3)} (max after the first token, whose column saturates: an attention sink)`
+        : `${d.scales[0].toPrecision(3)} (max)`;
       box.dataset.signed = signed ? "1" : "0";
       draw();
     },
@@ -207,7 +210,8 @@ function nbkGenerationView(host, ctx) {
     if (!data) return;
     const row = step * T, scale = data.scales[0];
     let max = 0;
-    for (let j = 0; j <= step; j++) max = Math.max(max, data.codes[row + j]);
+    // the first token (an attention sink in decoder LLMs) saturates: the darkest of the rest is the max
+    for (let j = data.meta.first ? 1 : 0; j <= step; j++) max = Math.max(max, data.codes[row + j]);
     spans.forEach((e, j) => {
       const c = j <= step ? data.codes[row + j] : 0;
       e.style.background = j < step && c ? `rgba(214, 39, 40, ${(0.85 * c) / (max || 1)})` : "";
