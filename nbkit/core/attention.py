@@ -1,7 +1,8 @@
 """Capture attention weights from a Hugging Face model and analyse them as plain numpy arrays.
 
 `capture_attention` runs one forward pass and returns an `Attention`: tokens, segments and one float32
-array per kind of attention. The analyses (averages, rollout, entropy, head scores, top-k pruning, word
+array per kind of attention. Chat LLMs go through their chat template and may answer first
+(`nbkit.core.llm.attention` has those helpers); `nbkit.core.attention_compare` compares two models. The analyses (averages, rollout, entropy, head scores, top-k pruning, word
 merging) are numpy only. The widget (`nbkit.notebook.widgets.attention`) and the static figure draw from this
 module; nothing here imports IPython, ipywidgets, anywidget or plotly.
 """
