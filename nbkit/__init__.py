@@ -28,6 +28,8 @@ _EXPORTS = {
     "capture_attention": "nbkit.core.attention",
     "Attention": "nbkit.core.attention",
     "show_attention": "nbkit.notebook.widgets.attention",
+    "compare_attention": "nbkit.core.attention_compare",
+    "AttentionComparison": "nbkit.core.attention_compare",
     "TrainerCallback": "nbkit.notebook.trainer",
     "Preview": "nbkit.core.preview",
     "generate": "nbkit.core.llm.generate",  # answers of any causal LM (chat template, greedy by default)

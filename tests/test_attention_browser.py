@@ -291,3 +291,77 @@ def test_views_render_fast_offline_and_safe(lab):
     # hover: event -> DOM and canvas updated; hoverFrame: ... -> the frame that shows it
     assert len(timings["hover"]) >= 8 and max(timings["hover"]) < 50
     assert statistics.median(timings["hoverFrame"]) < 50
+
+
+LLM_CELLS = [
+    f"""
+import torch
+torch.set_num_threads(1)
+from peft import LoraConfig, get_peft_model
+from nbkit.testing import tiny_llama
+from nbkit.notebook.widgets.attention import show_attention
+
+XSS = {XSS[0]!r}
+model, tok = tiny_llama(layers=4, heads=4, kv_heads=2, hidden=32)
+tok.add_tokens([XSS])
+model.resize_token_embeddings(len(tok))
+tuned = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+gen = torch.Generator().manual_seed(1)
+with torch.no_grad():
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+""",
+    'show_attention(tuned, tok, f"what is the {XSS} time ?", compare="base", max_new_tokens=6)',
+]
+
+
+def test_llm_difference_view(tmp_path):
+    """Base vs LoRA on a tiny Llama (4 query heads / 2 kv heads) with a generated answer: the page
+    opens on tuned − base, switches to the model view and to the base capture, and runs no markup."""
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the Python playwright package is not installed")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with jupyter_lab(tmp_path, LLM_CELLS) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            open_notebook(page, base)
+            page.wait_for_function("() => document.querySelector('.nbk-att[data-ready=\"1\"]')", timeout=90_000)
+            view = page.locator(".nbk-att").first
+            view.scroll_into_view_if_needed()
+            assert view.get_attribute("data-view") == "matrix" and view.get_attribute("data-source") == "diff"
+            assert view.locator(".nbk-source.nbk-active").text_content() == "tuned − base"
+            assert "red where tuned attends more than base" in view.locator(".nbk-diff-note").text_content()
+            assert view.locator(".nbk-matrix-box").get_attribute("data-signed") == "1"
+            box = view.locator("canvas.nbk-heat").bounding_box()
+            page.mouse.move(box["x"] + box["width"] - 40, box["y"] + box["height"] - 12)  # a cell of the answer
+            page.wait_for_timeout(50)
+            assert "(tuned − base)" in view.locator(".nbk-readout").text_content()
+            page.mouse.move(box["x"] + box["width"] - 12, box["y"] + 100)  # above the diagonal
+            page.wait_for_timeout(50)
+            assert "masked (a later token)" in view.locator(".nbk-readout").text_content()
+            view.screenshot(path=str(SHOTS / "llm_diff_matrix.png"))
+
+            view.locator('.nbk-tab[data-view="model"]').click()
+            page.wait_for_function("() => document.querySelector('.nbk-att').dataset.view === 'model'", timeout=15_000)
+            assert view.locator("canvas.nbk-thumb").count() == 16
+            view.locator("canvas.nbk-thumb").nth(5).hover()
+            assert "change 0." in view.locator(".nbk-readout").text_content()
+            view.screenshot(path=str(SHOTS / "llm_diff_model.png"))
+
+            view.locator('.nbk-tab[data-view="head"]').click()  # the head view shows the tuned capture
+            page.wait_for_function("() => document.querySelector('.nbk-att').dataset.view === 'head'", timeout=15_000)
+            assert view.get_attribute("data-source") == "tuned"
+            assert view.locator(".nbk-left .nbk-answer-start").count() == 1
+            texts = view.locator(".nbk-left .nbk-tok").all_text_contents()
+            assert XSS[0] in texts and texts[0] == "<|im_start|>"
+            view.screenshot(path=str(SHOTS / "llm_head_tuned.png"))
+            assert page.evaluate("() => window.__xss1") is None and page.locator('img[src="x"]').count() == 0
+        finally:
+            browser.close()

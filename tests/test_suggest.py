@@ -97,7 +97,7 @@ def test_show_attention_lists_what_capture_takes():
         nbkit.show_attention(model, tok, "a b", decoder_text="x")
     valid = str(err.value).split(" valid: ")[1].split(", ")
     assert valid == ["model", "tokenizer", "text", "text_pair", "view", "layer", "head", "kind", "top_k",
-                     "layers", "target", "max_new_tokens", "truncate"]
+                     "compare", "source", "layers", "target", "max_new_tokens", "truncate", "chat", "max_memory"]
     widget = nbkit.show_attention(model, tok, "a b", layers=[0])  # a capture option still passes on
     assert widget.info["layers"] == [0]
 

@@ -1,7 +1,8 @@
 """Capture attention weights from a Hugging Face model and analyse them as plain numpy arrays.
 
 `capture_attention` runs one forward pass and returns an `Attention`: tokens, segments and one float32
-array per kind of attention. The analyses (averages, rollout, entropy, head scores, top-k pruning, word
+array per kind of attention. Chat LLMs go through their chat template and may answer first
+(`nbkit.core.llm.attention` has those helpers); `nbkit.core.attention_compare` compares two models. The analyses (averages, rollout, entropy, head scores, top-k pruning, word
 merging) are numpy only. The widget (`nbkit.notebook.widgets.attention`) and the static figure draw from this
 module; nothing here imports IPython, ipywidgets, anywidget or plotly.
 """
@@ -272,6 +273,16 @@ class Attention:
         return cls(weights=weights, segments=segments, word_ids=word_ids, **meta)
 
 
+def color_max(weights: np.ndarray, sink: bool) -> float:
+    """Top of the colour scale for a (Tq, Tk) map: its maximum; with `sink` (causal LMs), the maximum
+    outside the first key column. Decoder LLMs park most of every row on the first token (an
+    "attention sink"), which would otherwise wash every other cell out to white; that column then
+    saturates. The one rule for the widget, the plotly figure and the PNG."""
+    rest = weights[:, 1:] if sink and weights.shape[-1] > 2 else weights
+    top = float(np.nanmax(rest)) if rest.size else 0.0
+    return top if top > 0 else float(np.nanmax(weights)) if weights.size else 0.0
+
+
 def _piece(token: str, continuation: bool) -> str:
     return token[2:] if continuation and token.startswith("##") else token
 
@@ -308,33 +319,44 @@ def _stack(maps: Any, keep: list[int]) -> np.ndarray:
     return np.stack([maps[i][0].detach().float().cpu().numpy() for i in keep])  # (L, H, Tq, Tk)
 
 
-@check_kwargs(meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens"})
-def capture_attention(
-    model: Any,
-    tokenizer: Any,
-    text: str,
-    *,
-    text_pair: str | None = None,
-    layers: list[int] | None = None,
-    target: str | None = None,
-    max_new_tokens: int | None = None,
-    truncate: bool = True,
-) -> Attention:
-    """Run `model` once on `text` (and `text_pair`) and return its attention weights.
-
-    Works for encoders (BERT), decoders (GPT-2, causal) and encoder-decoders (T5, BART). A model on an
-    implementation that cannot return weights (sdpa, flash) is switched to eager attention for the
-    capture and switched back afterwards. `layers` keeps only those layer indices. Encoder-decoders take
-    the decoder side from `target`, else from `max_new_tokens` (default 20) greedy tokens; a causal
-    model with `max_new_tokens` first generates that many tokens (`prompt_length` marks the prompt).
-    Inputs longer than the model's maximum are truncated with a `note`, or raise with `truncate=False`.
-    """
+def unpack_model(model: Any, tokenizer: Any, text: Any) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, text) from `f(model, tokenizer, text)` or `f(run, text)`: a `Run` (anything
+    with `.model` and `.tokenizer` that is not itself a model) brings its own tokenizer."""
     import torch
 
-    if not isinstance(text, str) or not text.strip():
-        raise AttentionError("text is empty: pass at least one word to look at.")
-    if text_pair is not None and not text_pair.strip():
-        raise AttentionError("text_pair is empty: pass a second text or leave text_pair=None.")
+    if not isinstance(model, torch.nn.Module) and hasattr(model, "model") and hasattr(model, "tokenizer"):
+        if text is None and not hasattr(tokenizer, "convert_ids_to_tokens"):
+            tokenizer, text = None, tokenizer
+        if tokenizer is None:
+            tokenizer = model.tokenizer
+        model = model.model
+        if tokenizer is None:
+            raise AttentionError("this run has no tokenizer; pass one: capture_attention(run.model, tokenizer, text).")
+    return model, tokenizer, text
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+@dataclass
+class _Prepared:
+    """The token sequence a capture runs on (after chat templating and generation), shared by the
+    models of a comparison so that both see exactly the same input."""
+
+    inputs: dict[str, Any]
+    ids: list[int]
+    segments: list[int]
+    word_ids: list[int | None]
+    decoder_ids: list[int] | None
+    prompt_length: int | None
+    note: str
+    encdec: bool
+
+
+def _check_model(model: Any) -> Any:
+    import torch
+
     config = getattr(model, "config", None)
     if (
         not isinstance(model, torch.nn.Module)
@@ -345,62 +367,133 @@ def capture_attention(
             f"{type(model).__name__} is not a Hugging Face transformers model with attention layers; "
             "pass one loaded with nbkit.load_model or from_pretrained."
         )
+    return config
+
+
+def _prepare(model: Any, tokenizer: Any, text: Any, *, text_pair: str | None, target: str | None,
+             max_new_tokens: int | None, truncate: bool, chat: bool | None,
+             max_memory: float | None, layers_hint: int | None = None, copies: int = 1) -> _Prepared:
+    """Validate, tokenize (through the chat template for chat models) and, with `max_new_tokens`,
+    generate greedily with the model's own attention implementation."""
+    import torch
+
+    from .llm import attention as llm
+
+    config = _check_model(model)
+    if tokenizer is None or not callable(tokenizer):
+        raise AttentionError("capture_attention(model, tokenizer, text) needs the model's tokenizer.")
     encdec = bool(getattr(config, "is_encoder_decoder", False))
+    causal_lm = not encdec and bool(getattr(model, "can_generate", lambda: False)())
+    if chat is None:
+        chat = causal_lm and text_pair is None and bool(getattr(tokenizer, "chat_template", None))
+    if isinstance(text, (list, tuple)) and chat:
+        if not text or not all(isinstance(m, dict) and "role" in m and "content" in m for m in text):
+            raise AttentionError("text must be a string or a list of {'role': ..., 'content': ...} turns.")
+    elif not isinstance(text, str):
+        raise AttentionError(f"text must be a string, not {type(text).__name__}.")
+    elif not text.strip():
+        raise AttentionError("text is empty: pass at least one word to look at.")
+    if text_pair is not None and not text_pair.strip():
+        raise AttentionError("text_pair is empty: pass a second text or leave text_pair=None.")
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise AttentionError("chat=True needs a tokenizer with a chat template; pass chat=False for plain text.")
     if max_new_tokens and not encdec and not model.can_generate():
         raise AttentionError(
             f"max_new_tokens needs a model that can generate; {type(model).__name__} cannot. "
             "Load it with task='causal-lm' (or leave max_new_tokens unset)."
         )
 
-    full = tokenizer(text, text_pair, verbose=False)
-    length, limit, note = len(full["input_ids"]), _max_length(model, tokenizer), ""
-    if limit is not None and length > limit:
-        if not truncate:
-            raise AttentionError(
-                f"The input is {length} tokens but the model takes at most {limit}; shorten the text "
-                "or pass truncate=True to keep the first tokens."
-            )
+    if chat:
+        enc, seq_ids, word_ids = llm.encode_chat(tokenizer, text)
+        length = int(enc["input_ids"].shape[1])
+    else:
+        length = len(tokenizer(text, text_pair, verbose=False)["input_ids"])
+    limit, note = _max_length(model, tokenizer), ""
+    new_tokens = 0 if encdec else int(max_new_tokens or 0)
+    if limit is not None and length > limit and truncate and not chat and not new_tokens:
         note = f"Input truncated to {limit} of {length} tokens."
-    cut = {"truncation": True, "max_length": limit} if note else {}
-    enc = tokenizer(text, text_pair, return_tensors="pt", **cut)
-    seq_ids = (
-        enc.sequence_ids(0) if hasattr(enc, "sequence_ids") else [0] * enc["input_ids"].shape[1]
-    )
-    word_ids = enc.word_ids(0) if hasattr(enc, "word_ids") else list(range(len(seq_ids)))
-    ids = enc["input_ids"]  # (1, T)
+    elif limit is not None and length + new_tokens > limit:
+        plus = f" plus {new_tokens} to generate" if new_tokens else ""
+        keep = "" if chat or new_tokens else " or pass truncate=True to keep the first tokens"
+        raise AttentionError(
+            f"The input is {length} tokens{plus} but the model takes at most {limit}; "
+            f"shorten the text{keep}."
+        )
+    if not chat:
+        cut = {"truncation": True, "max_length": limit} if note else {}
+        enc = tokenizer(text, text_pair, return_tensors="pt", **cut)
+        seq_ids = enc.sequence_ids(0) if hasattr(enc, "sequence_ids") else [0] * enc["input_ids"].shape[1]
+        word_ids = enc.word_ids(0) if hasattr(enc, "word_ids") else list(range(len(seq_ids)))
+        seq_ids = [-1 if s is None else s for s in seq_ids]
+    t = int(enc["input_ids"].shape[1]) + (0 if encdec else int(max_new_tokens or 0))
+    if max_memory is not None:
+        heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 0) or 1)
+        n_layers = layers_hint or int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0) or 1)
+        need = 2 * copies * n_layers * heads * t * t * 4  # the model's output tuple plus our float32 copy
+        if need > max_memory:
+            raise AttentionError(
+                f"Capturing {n_layers} layers x {heads} heads x {t}^2 tokens needs about {_gib(need)}, over "
+                f"max_memory={_gib(max_memory)}; shorten the text, lower max_new_tokens, or raise max_memory."
+            )
 
     device = next(model.parameters()).device
     inputs = _accepted(model, {k: v.to(device) for k, v in enc.items()})
+    ids = enc["input_ids"][0].tolist()
+    prompt_length, decoder_ids = None, None
+    if encdec:
+        if target is not None:
+            tgt = tokenizer(text_target=target, return_tensors="pt")["input_ids"]  # (1, Td)
+            start = torch.tensor([[config.decoder_start_token_id]])  # (1, 1)
+            decoder = torch.cat([start, tgt], dim=1).to(device)  # (1, Td + 1)
+        else:
+            n = _DEFAULT_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+            decoder = _generate(model, inputs, {"max_new_tokens": max(1, n), "do_sample": False})
+        inputs["decoder_input_ids"] = decoder
+        decoder_ids = decoder[0].tolist()
+    elif max_new_tokens:
+        options = llm.generation_options(model, tokenizer) if chat else {"do_sample": False}
+        gen = _generate(model, inputs, {"max_new_tokens": max_new_tokens, **options})  # (1, T + N)
+        prompt_length = len(ids)
+        ids = gen[0].tolist()
+        specials = llm.special_ids(tokenizer)
+        answer = [llm.SEGMENT_TEMPLATE if i in specials else llm.SEGMENT_ANSWER for i in ids[prompt_length:]]
+        seq_ids = [*seq_ids, *answer]
+        # Generated positions have no word ids from the tokenizer: number them after the prompt's words.
+        top = max([w for w in word_ids if w is not None], default=-1)
+        word_ids = [*word_ids, *[top + 1 + k for k in range(len(ids) - prompt_length)]]
+        inputs = {"input_ids": gen, "attention_mask": torch.ones_like(gen)}
+    return _Prepared(inputs=inputs, ids=ids, segments=list(seq_ids), word_ids=list(word_ids),
+                     decoder_ids=decoder_ids, prompt_length=prompt_length, note=note, encdec=encdec)
+
+
+def _generate(model: Any, inputs: dict[str, Any], options: dict[str, Any]) -> Any:
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model.generate(**inputs, **options)
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: Any, tokenizer: Any, prep: _Prepared, layers: list[int] | None) -> Attention:
+    """One forward pass with attention weights (eager for the pass, the model's own implementation
+    restored afterwards) over the prepared sequence."""
+    import torch
+
+    from .llm import attention as llm
+
+    config = model.config
     original = getattr(config, "_attn_implementation", None)
     was_training = model.training
     if original in _NO_WEIGHTS:
         model.set_attn_implementation("eager")
     model.eval()
-    prompt_length, decoder_ids = None, None
     try:
         with torch.no_grad():
-            if encdec:
-                if target is not None:
-                    tgt = tokenizer(text_target=target, return_tensors="pt")["input_ids"]  # (1, Td)
-                    start = torch.tensor([[config.decoder_start_token_id]])  # (1, 1)
-                    decoder_ids = torch.cat([start, tgt], dim=1).to(device)  # (1, Td + 1)
-                else:
-                    n = _DEFAULT_NEW_TOKENS if max_new_tokens is None else max_new_tokens
-                    decoder_ids = model.generate(
-                        **inputs, max_new_tokens=max(1, n), do_sample=False
-                    )
-                inputs["decoder_input_ids"] = decoder_ids
-            elif max_new_tokens:
-                gen = model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False
-                )  # (1, T+N)
-                prompt_length = int(ids.shape[1])
-                extra = gen.shape[1] - prompt_length
-                ids = gen.cpu()
-                seq_ids = [*seq_ids, *[0] * extra]
-                word_ids = [*word_ids, *[None] * extra]
-                inputs = {"input_ids": gen, "attention_mask": torch.ones_like(gen)}
-            out = model(**inputs, output_attentions=True, return_dict=True)
+            out = model(**prep.inputs, output_attentions=True, return_dict=True)
     finally:
         if original in _NO_WEIGHTS:
             model.set_attn_implementation(original)
@@ -412,7 +505,7 @@ def capture_attention(
             "decoder": out.decoder_attentions,
             "cross": out.cross_attentions,
         }
-        if encdec
+        if prep.encdec
         else {"self": getattr(out, "attentions", None)}
     )
     if not maps[next(iter(maps))]:
@@ -429,26 +522,72 @@ def capture_attention(
     if not keep:
         raise AttentionError(f"layers is empty; pick some of 0-{total - 1}.")
     weights = {kind: _stack(m, keep) for kind, m in maps.items() if m}  # kind -> (L, H, Tq, Tk)
+    del out, maps
     first = weights.get("self")
     # Causal if no query of layer 0 sees a later token (checking one layer keeps this cheap).
     causal = first is not None and first.shape[-1] > 1 and not np.triu(first[0], k=1).any()
-    if prompt_length is not None:
-        # Generated positions have no word ids from the tokenizer: number them after the prompt's words.
-        top = max([w for w in word_ids if w is not None], default=-1)
-        word_ids = [
-            w if i < prompt_length else top + 1 + i - prompt_length for i, w in enumerate(word_ids)
-        ]
     return Attention(
-        tokens=tokenizer.convert_ids_to_tokens(ids[0].tolist()),
+        tokens=llm.readable_tokens(tokenizer, prep.ids),
         weights=weights,
-        segments=np.array([-1 if s is None else s for s in seq_ids], dtype=np.int8),
-        word_ids=np.array([-1 if w is None else w for w in word_ids], dtype=np.int32),
+        segments=np.array(prep.segments, dtype=np.int8),
+        word_ids=np.array([-1 if w is None else w for w in prep.word_ids], dtype=np.int32),
         layers=keep,
-        decoder_tokens=None
-        if decoder_ids is None
-        else tokenizer.convert_ids_to_tokens(decoder_ids[0].tolist()),
+        decoder_tokens=None if prep.decoder_ids is None else llm.readable_tokens(tokenizer, prep.decoder_ids),
         causal=bool(causal),
-        prompt_length=prompt_length,
-        note=note,
-        model_name=str(getattr(config, "_name_or_path", "") or type(model).__name__),
+        prompt_length=prep.prompt_length,
+        note=prep.note,
+        model_name=model_name(model),
     )
+
+
+def model_name(model: Any) -> str:
+    """The model's name for titles; a peft model is named after its base, plus its adapter type."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(inner, "config", None)
+    name = str(getattr(config, "_name_or_path", "") or type(inner).__name__)
+    if os.path.isabs(name):  # a local folder (e.g. nbkit's cache): its last part names the model
+        name = os.path.basename(name.rstrip(os.sep)) or name
+    if inner is not model:
+        try:
+            kind = str(model.peft_config[model.active_adapter].peft_type.value)
+        except (AttributeError, KeyError, TypeError):
+            kind = "adapter"
+        name += " + " + {"LORA": "LoRA"}.get(kind, kind)
+    return name
+
+
+@check_kwargs(meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens",
+                     "generate": "max_new_tokens"})
+def capture_attention(
+    model: Any,
+    tokenizer: Any = None,
+    text: Any = None,
+    *,
+    text_pair: str | None = None,
+    layers: list[int] | None = None,
+    target: str | None = None,
+    max_new_tokens: int | None = None,
+    truncate: bool = True,
+    chat: bool | None = None,
+    max_memory: float | None = 2e9,
+) -> Attention:
+    """Run `model` once on `text` (and `text_pair`) and return its attention weights.
+
+    Works for encoders (BERT), decoders (GPT-2, Llama with grouped-query attention: one map per query
+    head) and encoder-decoders (T5, BART); `model` may be a peft model, or a `Run` in place of
+    (model, tokenizer). A model on an implementation that cannot return weights (sdpa, flash) is
+    switched to eager attention for the capture and switched back afterwards. `layers` keeps only
+    those layer indices. Chat models (a causal LM whose tokenizer has a chat template; `chat=None`
+    decides so) see `text` as the user's turn through the template, with the assistant's turn opened;
+    `text` may also be a list of {role, content} turns. A causal model with `max_new_tokens` first
+    answers greedily (stopping at eos / end of turn), then one forward pass over prompt + answer gives
+    the weights (exactly what greedy decoding attended to); `prompt_length` marks where the answer
+    starts. Encoder-decoders take the decoder side from `target`, else from `max_new_tokens`
+    (default 20) greedy tokens. Inputs longer than the model's maximum are truncated with a `note`,
+    or raise with `truncate=False`. A capture that would hold more than `max_memory` bytes of
+    weights (layers x heads x T^2 float32, twice) is refused before it runs.
+    """
+    model, tokenizer, text = unpack_model(model, tokenizer, text)
+    prep = _prepare(model, tokenizer, text, text_pair=text_pair, target=target,
+                    max_new_tokens=max_new_tokens, truncate=truncate, chat=chat, max_memory=max_memory)
+    return _forward(model, tokenizer, prep, layers)

@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 from nbkit.core.series import BoundedSeries, metric_range, smooth
 from nbkit.core.text import format_value as _fmt
 
-from .attention import attention_heatmap
+from .attention import attention_difference_heatmap, attention_heatmap
 
-__all__ = ["attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html",
+__all__ = ["attention_difference_heatmap", "attention_heatmap", "compare_figure", "compare_png", "ema", "figure_bundle", "metrics_table_html",
            "training_bundle", "training_figure", "training_png", "training_series"]
 
 LOSS_COLOR = "#1f77b4"

@@ -326,13 +326,16 @@ class NbkitMagics(Magics):
     @magic_arguments()
     @_help_argument
     @argument("var", nargs="?", help="a (model, tokenizer) pair from %%nbkit_load or nbkit.load_model, "
-                                     "or a saved nbkit Attention")
+                                     "a Run, or a saved nbkit Attention")
     @argument("text", nargs="*", help="the text to look at (quote it)")
     @argument("--pair", help="a second text (sentence pairs)")
-    @argument("--view", default="head", help="head, model, matrix, rollout or generation")
+    @argument("--view", help="head, model, matrix, rollout or generation (default: head; matrix with --compare)")
     @argument("--layer", help="a layer number, or mean")
     @argument("--head", help="a head number, or mean")
     @argument("--kind", help="encoder-decoder models: encoder, decoder or cross")
+    @argument("--max-new-tokens", type=int, help="causal LMs: answer greedily first, then show prompt + answer")
+    @argument("--compare", help="base (a LoRA model or run, adapter disabled), or a variable holding the base "
+                                "model: show tuned - base")
     @line_magic
     def attention(self, line: str) -> Any:
         """Explore attention, like nbkit.show_attention(model, tokenizer, TEXT, ...)."""
@@ -353,15 +356,28 @@ class NbkitMagics(Magics):
             model, tokenizer = target, None
         elif isinstance(target, tuple) and len(target) == 2:
             model, tokenizer = target
+        elif hasattr(target, "model") and hasattr(target, "tokenizer"):  # a Run
+            model, tokenizer = target.model, target.tokenizer
         else:
-            raise UsageError(f"%attention: {args.var!r} must be a (model, tokenizer) pair or an Attention, "
+            raise UsageError(f"%attention: {args.var!r} must be a (model, tokenizer) pair, a Run or an Attention, "
                              f"not {type(target).__name__}")
+        compare = args.compare
+        if compare not in (None, "base"):
+            if compare not in self._ns:
+                raise UsageError(f"%attention: --compare takes 'base' or a variable holding the base model; "
+                                 f"no variable {compare!r}")
+            compare = self._ns[compare]
+            if isinstance(compare, tuple):
+                compare = compare[0]
+            elif hasattr(compare, "tokenizer") and hasattr(compare, "model"):  # a Run
+                compare = compare.model
+        extra = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
         text = " ".join(args.text).strip("\"'")
         with _as_usage_error():
             try:
                 return show_attention(model, tokenizer, text, text_pair=args.pair, view=args.view,
                                       layer=_layer_or_mean(args.layer), head=_layer_or_mean(args.head),
-                                      kind=args.kind)
+                                      kind=args.kind, compare=compare, **extra)
             except AttentionError as exc:
                 raise UsageError(str(exc)) from None
 

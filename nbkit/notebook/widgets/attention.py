@@ -15,12 +15,22 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from nbkit.core.attention import Attention, AttentionError, capture_attention, top_k
+from nbkit.core.attention import (
+    Attention,
+    AttentionError,
+    capture_attention,
+    color_max,
+    top_k,
+    unpack_model,
+)
+from nbkit.core.attention_compare import AttentionComparison, compare_attention
 from nbkit.core.suggest import check_kwargs, did_you_mean, valid_arguments
 
 __all__ = ["VIEWS", "AttentionWidget", "show_attention"]
 
 VIEWS = ("head", "model", "matrix", "rollout", "generation")
+SOURCES = ("tuned", "base", "diff")  # what a comparison shows: either capture, or tuned minus base
+DIFF_VIEWS = ("matrix", "model")  # the views that can draw signed maps
 MEAN = -1  # `layer` / `head` value meaning "average over all of them"
 _STATIC = Path(__file__).parent / "static"
 # Concatenated into one ES module: anywidget loads a single module, so the helpers come first and
@@ -45,6 +55,13 @@ def _quantize(x: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x / scale * 255.0), 0, 255).astype(np.uint8)
 
 
+def _quantize_signed(x: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """uint8 codes of a difference in [-scale, scale] (-> 0..255, 0 near 127.5); the page maps code c
+    back to (c / 255 * 2 - 1) * scale."""
+    scale = np.maximum(np.asarray(scale, dtype=np.float64), 1e-12)
+    return np.clip(np.rint((x / scale + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def _blocks(n: int, size: int) -> np.ndarray:
     return np.unique(np.linspace(0, n, min(n, size) + 1).astype(np.int64))[:-1]
 
@@ -59,13 +76,13 @@ def downsample(weights: np.ndarray, size: int) -> np.ndarray:
     return small.astype(np.float32)
 
 
-def request_key(what: str, kind: str, layer: int, head: int) -> str:
+def request_key(what: str, kind: str, layer: int, head: int, source: str = "tuned") -> str:
     """Cache key shared with the page (same rule as keyOf in attention_util.js)."""
     if what in ("sparse", "rollout"):
         head = MEAN
     if what == "thumbs":
         layer = head = MEAN
-    return f"{what}|{kind}|{layer}|{head}"
+    return f"{what}|{kind}|{layer}|{head}" + ("" if source == "tuned" else f"|{source}")
 
 
 def _did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -73,7 +90,9 @@ def _did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
 
 
 class AttentionWidget(anywidget.AnyWidget):
-    """Views of one `Attention`. `layer`/`head` use the model's indices; -1 means the average."""
+    """Views of one `Attention`, or of an `AttentionComparison` (then `source` picks the tuned or the
+    base capture, or "diff": tuned minus base on a diverging scale, in the matrix and model views).
+    `layer`/`head` use the model's indices; -1 means the average."""
 
     _esm = _static(*_JS_FILES)
     _css = _static("attention.css")
@@ -87,24 +106,35 @@ class AttentionWidget(anywidget.AnyWidget):
     decoder_tokens = t.List(t.Unicode()).tag(sync=True)
     segments = t.List(t.Int()).tag(sync=True)
     info = t.Dict().tag(sync=True)
+    source = t.Unicode("tuned").tag(sync=True)
     _initial = t.Dict().tag(sync=True)  # {"meta": {...}, "buffers": [bytes, ...]} of the first view
 
     def __init__(
         self,
-        attention: Attention,
+        attention: Attention | AttentionComparison,
         *,
-        view: str = "head",
+        view: str | None = None,
         kind: str | None = None,
         layer: int | str | None = None,
         head: int | str | None = None,
         top_k: int = 6,
         thumb_size: int = 32,
+        source: str | None = None,
     ) -> None:
+        self.comparison = attention if isinstance(attention, AttentionComparison) else None
+        if self.comparison is not None:
+            attention = self.comparison.tuned
         self.attention = attention
         self._top_k, self._thumb = int(top_k), int(thumb_size)
         self._cache: OrderedDict[str, tuple[dict[str, Any], list[bytes]]] = OrderedDict()
         kind = attention.check_kind(kind)
-        view = _check_view(view, attention)
+        source = _check_source(source, self.comparison, view)
+        view = _check_view(view or ("matrix" if source == "diff" else "head"), attention)
+        if source == "diff" and view not in DIFF_VIEWS:
+            raise AttentionError(f"view {view!r} cannot show a difference; use one of {', '.join(DIFF_VIEWS)} "
+                                 "(or source='tuned' / 'base').")
+        if source == "diff" and layer is None and head is None and view == "matrix":
+            layer, head = self.comparison.most_changed(kind)  # open where the tuning changed most
         if layer is None:
             layer_index = attention.layers[-1 if view == "rollout" else 0]
         elif layer == "mean":
@@ -123,8 +153,9 @@ class AttentionWidget(anywidget.AnyWidget):
         else:
             heads = all_heads
         # The first view's data travels in the comm_open state (and so in a saved notebook).
-        meta, buffers = self.payload(_WHAT_FOR_VIEW[view], kind, layer_index, head_index)
+        meta, buffers = self.payload(_WHAT_FOR_VIEW[view], kind, layer_index, head_index, source)
         super().__init__(
+            source=source,
             view=view,
             kind=kind,
             layer=layer_index,
@@ -146,7 +177,8 @@ class AttentionWidget(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         a = self.attention
-        return (f"nbkit attention view ({self.view}): {a.model_name}, {len(a.tokens)} tokens, "
+        what = self.view if self.comparison is None else f"{self.view}, {self.source}"
+        return (f"nbkit attention view ({what}): {a.model_name}, {len(a.tokens)} tokens, "
                 f"{len(a.layers)} layers x {a.num_heads} heads")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -159,7 +191,10 @@ class AttentionWidget(anywidget.AnyWidget):
         live = super()._repr_mimebundle_(**kwargs) or {}
         data, metadata = live if isinstance(live, tuple) else (live, {})  # anywidget: (data, metadata)
         layer = None if self.layer == MEAN else self.layer
-        png = attention_png(self.attention, layer, self.heads, kind=self.kind)
+        if self.source == "diff":
+            png = attention_png(self.comparison, layer, None if self.head == MEAN else [self.head], kind=self.kind)
+        else:
+            png = attention_png(self._source_attention(self.source), layer, self.heads, kind=self.kind)
         data = {**data, "image/png": base64.b64encode(png).decode("ascii"), "text/plain": repr(self)}
         return (data, metadata) if isinstance(live, tuple) else data
 
@@ -175,7 +210,34 @@ class AttentionWidget(anywidget.AnyWidget):
             "model_name": a.model_name,
             "top_k": self._top_k,
             "merged": a.merged,
+            "segments_meaning": _segments_meaning(a),
+            "compare": None if self.comparison is None else {
+                "names": list(self.comparison.names),
+                "base_name": self.comparison.base.model_name,
+                "change": np.round(self.comparison.change(a.default_kind), 4).tolist(),  # (L, H)
+            },
         }
+
+    def _source_attention(self, source: str) -> Attention:
+        return self.comparison.base if source == "base" and self.comparison is not None else self.attention
+
+    @t.validate("source")
+    def _valid_source(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value not in SOURCES or (self.comparison is None and value != "tuned"):
+            allowed = SOURCES if self.comparison is not None else ("tuned",)
+            raise t.TraitError(f"source {value!r} is not available; this view has {', '.join(allowed)}.")
+        return value
+
+    @t.observe("source")
+    def _source_changed(self, change: Any) -> None:
+        if change["new"] == "diff" and self.view not in DIFF_VIEWS:
+            self.view = "matrix"  # the head, rollout and generation views draw weights, not differences
+
+    @t.observe("view")
+    def _view_changed(self, change: Any) -> None:
+        if self.source == "diff" and change["new"] not in DIFF_VIEWS:
+            self.source = "tuned"
 
     # ------------------------------------------------------------------------------ validation
     @t.validate("view")
@@ -218,24 +280,45 @@ class AttentionWidget(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------------------ data for the page
     def payload(
-        self, what: str, kind: str, layer: int, head: int
+        self, what: str, kind: str, layer: int, head: int, source: str = "tuned"
     ) -> tuple[dict[str, Any], list[bytes]]:
         """(meta, buffers) for one request; cached, since the page re-asks after a re-render."""
-        key = request_key(what, kind, layer, head)
+        key = request_key(what, kind, layer, head, source)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        built = self._build(what, kind, layer, head)
-        built[0].update(what=what, kind=kind, layer=layer, head=head, key=key)
+        if source not in SOURCES or (self.comparison is None and source != "tuned"):
+            raise AttentionError(f"source {source!r} is not available in this view.")
+        built = self._build_diff(what, kind, layer, head) if source == "diff" else \
+            self._build(what, kind, layer, head, self._source_attention(source))
+        built[0].update(what=what, kind=kind, layer=layer, head=head, key=key, source=source)
         self._cache[key] = built
         if len(self._cache) > 48:
             self._cache.popitem(last=False)
         return built
 
+    def _build_diff(self, what: str, kind: str, layer: int, head: int) -> tuple[dict[str, Any], list[bytes]]:
+        """Tuned minus base, signed codes around 127.5, scaled to the largest |difference|."""
+        c = self.comparison
+        kind = c.tuned.check_kind(kind)
+        lay = None if layer == MEAN else layer
+        if what == "dense":
+            m = c.map(lay, None if head == MEAN else head, kind)  # (Tq, Tk)
+            scale = float(np.abs(m).max())
+            return ({"shape": list(m.shape), "scales": [scale], "signed": True},
+                    [_quantize_signed(m, scale).tobytes()])
+        if what == "thumbs":
+            small = downsample(c.tuned.weights[kind], self._thumb) - downsample(c.base.weights[kind], self._thumb)
+            scales = np.abs(small).max(axis=(2, 3))  # (L, H)
+            meta = {"shape": list(small.shape), "scales": scales.ravel().tolist(), "signed": True,
+                    "change": np.round(c.change(kind), 4).ravel().tolist()}
+            return meta, [_quantize_signed(small, scales[:, :, None, None]).tobytes()]
+        raise AttentionError(f"the difference has the {' and '.join(DIFF_VIEWS)} views only, not {what!r}.")
+
     def _build(
-        self, what: str, kind: str, layer: int, head: int
+        self, what: str, kind: str, layer: int, head: int, a: Attention | None = None
     ) -> tuple[dict[str, Any], list[bytes]]:
-        a = self.attention
+        a = self.attention if a is None else a
         kind = a.check_kind(kind)
         lay = None if layer == MEAN else layer
         if (
@@ -253,8 +336,12 @@ class AttentionWidget(anywidget.AnyWidget):
                 m = a.rollout(kind)[a.layer_position(-1 if lay is None else lay)]  # (T, T)
             else:
                 m = a.map(lay, None if head == MEAN else head, kind)  # (Tq, Tk)
-            scale = float(m.max())
-            return {"shape": list(m.shape), "scales": [scale]}, [_quantize(m, scale).tobytes()]
+            sink = a.causal and kind in ("self", "decoder") and what == "dense"
+            scale = color_max(m, sink)
+            meta = {"shape": list(m.shape), "scales": [scale]}
+            if sink and m.shape[-1] > 2:  # the first column saturates: its true values for the readout
+                meta["first"] = np.round(m[:, 0].astype(np.float64), 4).tolist()
+            return meta, [_quantize(m, scale).tobytes()]
         if what == "thumbs":  # model view: every layer x head at reduced resolution
             small = downsample(a.weights[kind], self._thumb)  # (L, H, sq, sk)
             scales = small.max(axis=(2, 3))  # (L, H)
@@ -278,11 +365,31 @@ class AttentionWidget(anywidget.AnyWidget):
                 str(content.get("kind")),
                 int(content.get("layer", 0)),
                 int(content.get("head", MEAN)),
+                str(content.get("source", "tuned")),
             )
         except (AttentionError, ValueError, TypeError) as err:
             self.send({"type": "error", "id": req, "message": str(err)})
             return
         self.send({"type": "data", "id": req, **meta}, buffers=buffers)
+
+
+def _segments_meaning(a: Attention) -> dict[str, str]:
+    if a.causal:
+        return {"-1": "special or chat-template token", "0": "prompt", "1": "generated answer"}
+    return {"-1": "special token", "0": "text", "1": "text pair"}
+
+
+def _check_source(source: str | None, comparison: AttentionComparison | None, view: str | None) -> str:
+    if comparison is None:
+        if source not in (None, "tuned"):
+            raise AttentionError(f"source {source!r} needs a comparison: show_attention(..., compare='base').")
+        return "tuned"
+    if source is None:
+        return "diff" if view in (None, *DIFF_VIEWS) else "tuned"
+    if source not in SOURCES:
+        raise AttentionError(f"Unknown source {source!r}.{_did_you_mean(source, SOURCES)} "
+                             f"Valid sources: {', '.join(SOURCES)}.")
+    return source
 
 
 def _check_view(view: str, attention: Attention, error: type[Exception] = AttentionError) -> str:
@@ -297,36 +404,60 @@ def _check_view(view: str, attention: Attention, error: type[Exception] = Attent
 
 # What `**capture` passes on: capture_attention's options (not its model/tokenizer/text, given here).
 @check_kwargs(extra=lambda: [n for n in valid_arguments(capture_attention) if n not in ("model", "tokenizer", "text")],
-              meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens"})
+              meant={"decoder_text": "target", "labels": "target", "max_length": "max_new_tokens",
+                     "generate": "max_new_tokens", "base": "compare", "diff": "compare"})
 def show_attention(
     model: Any,
     tokenizer: Any = None,
-    text: str | None = None,
+    text: Any = None,
     *,
     text_pair: str | None = None,
-    view: str = "head",
+    view: str | None = None,
     layer: int | str | None = None,
     head: int | str | None = None,
     kind: str | None = None,
     top_k: int = 6,
+    compare: Any = None,
+    source: str | None = None,
     **capture: Any,
 ) -> AttentionWidget:
     """Capture attention for `text` and return the interactive view (display it, or leave it last in
-    a cell). `model` may also be a saved `Attention` (then no tokenizer or text). `layer`/`head` pick
+    a cell). `model` may be a model with its tokenizer, a `Run` (`show_attention(run, "prompt")`), or
+    a saved `Attention` / an `AttentionComparison` (then no tokenizer or text). `layer`/`head` pick
     the first map shown ("mean" averages); `capture` goes to `capture_attention` (layers, target,
-    max_new_tokens, truncate)."""
-    if view not in VIEWS:
+    max_new_tokens, truncate, chat, max_memory).
+
+    `compare="base"` (a LoRA model or run: the adapter disabled) or `compare=<base model>` captures
+    both models on the same tokens and opens on the difference, tuned minus base, at the head that
+    changed most; `source` ("tuned", "base", "diff") picks what the view opens on.
+    """
+    if view is not None and view not in VIEWS:
         raise AttentionError(
             f"Unknown view {view!r}.{_did_you_mean(view, VIEWS)} Valid views: {', '.join(VIEWS)}."
         )
-    if isinstance(model, Attention):
+    if isinstance(model, (Attention, AttentionComparison)):
+        if compare is not None or capture:
+            raise AttentionError("a saved Attention is shown as captured: compare= and capture options need "
+                                 "show_attention(model, tokenizer, text, ...).")
         attention = model
     else:
+        model, tokenizer, text = unpack_model(model, tokenizer, text)
         if tokenizer is None or text is None:
             raise AttentionError(
-                "show_attention(model, tokenizer, text) needs a tokenizer and a text."
+                "show_attention(model, tokenizer, text) needs a tokenizer and a text "
+                "(or show_attention(run, text))."
             )
         if view == "generation" and not capture.get("max_new_tokens"):
             capture["max_new_tokens"] = 20
-        attention = capture_attention(model, tokenizer, text, text_pair=text_pair, **capture)
-    return AttentionWidget(attention, view=view, kind=kind, layer=layer, head=head, top_k=top_k)
+        if compare is None:
+            attention = capture_attention(model, tokenizer, text, text_pair=text_pair, **capture)
+        else:
+            if isinstance(compare, str) and compare != "base":
+                raise AttentionError(f"compare={compare!r}: pass 'base' (the adapter-disabled model of a LoRA "
+                                     "model or run) or the base model itself.")
+            if capture.pop("target", None) is not None or capture.pop("truncate", True) is not True:
+                raise AttentionError("compare works on causal and encoder models; target/truncate do not apply.")
+            attention = compare_attention(model, tokenizer, text, base=None if compare == "base" else compare,
+                                          text_pair=text_pair, **capture)
+    return AttentionWidget(attention, view=view, kind=kind, layer=layer, head=head, top_k=top_k,
+                           source=source)

@@ -4,6 +4,7 @@
 
 const NBK_VIEWS = ["head", "model", "matrix", "rollout", "generation"];
 const NBK_WHAT = { head: "sparse", model: "thumbs", matrix: "dense", rollout: "rollout", generation: "dense" };
+const NBK_DIFF_VIEWS = ["matrix", "model"]; // views that draw a signed difference (as DIFF_VIEWS in Python)
 
 function nbkSelect(options, value, onChange) {
   const s = nbkEl("select", "nbk-select");
@@ -27,11 +28,14 @@ function render({ model, el }) {
   const readout = nbkEl("div", "nbk-readout", "");
   const status = nbkEl("div", "nbk-status", "");
   const body = nbkEl("div", "nbk-body");
+  const diffNote = nbkEl("div", "nbk-diff-note", "");
   if (!info.note) note.style.display = "none";
-  root.append(bar, controls, note, body, readout, status);
+  root.append(bar, controls, note, diffNote, body, readout, status);
   el.appendChild(root);
   const client = nbkClient(model);
-  let view = null, viewName = null, viewKind = null, painted = false, seq = 0;
+  let view = null, viewName = null, viewKind = null, viewSource = null, painted = false, seq = 0;
+  const compare = info.compare || null;
+  const diffName = compare ? `${compare.names[0]} − ${compare.names[1]}` : "";
 
   const set = (changes) => {
     for (const [k, v] of Object.entries(changes)) model.set(k, v);
@@ -49,13 +53,29 @@ function render({ model, el }) {
 
   function buildBar() {
     bar.replaceChildren();
-    const current = model.get("view");
+    const current = model.get("view"), source = model.get("source");
+    if (compare) {
+      // what the views show: either capture, or their difference (matrix and model views only)
+      const sources = [["tuned", compare.names[0]], ["base", compare.names[1]], ["diff", diffName]];
+      for (const [s, label] of sources) {
+        const b = nbkEl("button", "nbk-tab nbk-source", label);
+        b.dataset.source = s;
+        if (s === source) b.classList.add("nbk-active");
+        b.title = s === "base" ? compare.base_name : s === "diff" ? "tuned minus base, per layer and head" : "";
+        b.addEventListener("click", () => set(s === "diff" && !NBK_DIFF_VIEWS.includes(model.get("view"))
+          ? { view: "matrix", source: s } : { source: s }));
+        bar.appendChild(b);
+      }
+      bar.appendChild(nbkEl("span", "nbk-sep", "|"));
+    }
     for (const v of NBK_VIEWS) {
       if (v === "generation" && info.prompt_length == null) continue;
       const b = nbkEl("button", "nbk-tab", v);
       b.dataset.view = v;
       if (v === current) b.classList.add("nbk-active");
-      b.addEventListener("click", () => set({ view: v }));
+      if (source === "diff" && !NBK_DIFF_VIEWS.includes(v)) b.title = `shows ${compare.names[0]}: the difference has the matrix and model views`;
+      b.addEventListener("click", () => set(source === "diff" && !NBK_DIFF_VIEWS.includes(v)
+        ? { source: "tuned", view: v } : { view: v }));
       bar.appendChild(b);
     }
     if (info.kinds.length > 1) {
@@ -110,7 +130,8 @@ function render({ model, el }) {
   function makeView(name, kind) {
     const toks = tokensFor(kind);
     const ctx = { ...toks, readout: say, heads: model.get("heads"), layers: info.layers,
-      promptLength: info.prompt_length, pick: (layer, head) => set({ view: "matrix", layer, head }) };
+      promptLength: kind === "cross" ? null : info.prompt_length, causal: info.causal && kind !== "cross", diffName,
+      pick: (layer, head) => set({ view: "matrix", layer, head }) };
     if (name === "head") return nbkHeadView(body, ctx);
     if (name === "model") return nbkModelView(body, ctx);
     if (name === "generation") return nbkGenerationView(body, ctx);
@@ -120,18 +141,19 @@ function render({ model, el }) {
   async function refresh() {
     const my = ++seq;
     const name = model.get("view"), kind = model.get("kind");
-    const layer = model.get("layer"), head = model.get("head");
+    const layer = model.get("layer"), head = model.get("head"), source = model.get("source");
     const what = NBK_WHAT[name];
     const tStart = performance.now();
-    if (name !== viewName || kind !== viewKind) {
+    if (name !== viewName || kind !== viewKind || source !== viewSource) {
       if (view) view.destroy();
       view = makeView(name, kind);
-      viewName = name; viewKind = kind;
+      viewName = name; viewKind = kind; viewSource = source;
     }
-    if (!client.has(what, kind, layer, head)) status.textContent = "loading…";
+    showDiffNote(source, layer, head);
+    if (!client.has(what, kind, layer, head, source)) status.textContent = "loading…";
     let data;
     try {
-      data = await client.get(what, kind, layer, head);
+      data = await client.get(what, kind, layer, head, source);
     } catch (err) {
       if (my === seq) status.textContent = String(err.message || err);
       return;
@@ -146,6 +168,15 @@ function render({ model, el }) {
       requestAnimationFrame(() => { nbkRecord("firstPaintFrame", performance.now() - t0); root.dataset.ready = "1"; });
     }
     root.dataset.view = name;
+    root.dataset.source = source;
+  }
+
+  function showDiffNote(source, layer, head) {
+    if (!compare || source !== "diff") { diffNote.style.display = "none"; return; }
+    const pos = info.layers.indexOf(layer);
+    const score = model.get("view") === "matrix" && pos >= 0 && head >= 0 ? ` This head's change: ${compare.change[pos][head].toFixed(3)} (0 = same rows, 1 = disjoint).` : "";
+    diffNote.textContent = `${diffName}: red where ${compare.names[0]} attends more than ${compare.names[1]}, blue where less; both read the same tokens.${score}`;
+    diffNote.style.display = "";
   }
 
   const onStructure = () => { buildBar(); buildControls(); refresh(); };
@@ -153,6 +184,7 @@ function render({ model, el }) {
   const onHeads = () => { buildControls(); if (view && view.setHeads) view.setHeads(model.get("heads")); };
   model.on("change:view", onStructure);
   model.on("change:kind", onStructure);
+  model.on("change:source", onStructure);
   model.on("change:layer", onData);
   model.on("change:head", onData);
   model.on("change:heads", onHeads);
@@ -162,6 +194,7 @@ function render({ model, el }) {
   return () => {
     model.off("change:view", onStructure);
     model.off("change:kind", onStructure);
+    model.off("change:source", onStructure);
     model.off("change:layer", onData);
     model.off("change:head", onData);
     model.off("change:heads", onHeads);

@@ -23,6 +23,13 @@ function nbkHeadView(host, ctx) {
   mid.appendChild(canvas);
   const leftEls = ctx.tokQ.map((s, i) => left.appendChild(nbkTokenEl(s, ctx.segQ[i] ?? 0, i)));
   const rightEls = ctx.tokK.map((s, i) => right.appendChild(nbkTokenEl(s, ctx.segK[i] ?? 0, i)));
+  if (ctx.promptLength != null && ctx.promptLength < tq && tq === tk) {
+    // a dotted rule where the model's answer starts, on both columns
+    for (const e of [leftEls[ctx.promptLength], rightEls[ctx.promptLength]]) {
+      e.classList.add("nbk-answer-start");
+      e.title += " (first token of the answer)";
+    }
+  }
   grid.append(left, mid, right);
   wrap.appendChild(grid);
   host.appendChild(wrap);
@@ -126,7 +133,7 @@ function nbkHeadView(host, ctx) {
     }
     const name = (focus.side === "q" ? ctx.tokQ : ctx.tokK)[focus.i];
     const arrow = focus.side === "q" ? "attends most to" : "is attended most by";
-    ctx.readout(`${focus.i} “${name}” ${arrow} ${best} “${(focus.side === "q" ? ctx.tokK : ctx.tokQ)[best]}” (${max.toFixed(3)})`);
+    ctx.readout(`${focus.i} “${nbkShow(name)}” ${arrow} ${best} “${nbkShow((focus.side === "q" ? ctx.tokK : ctx.tokQ)[best])}” (${max.toFixed(3)})`);
   }
 
   function setFocus(f) {

@@ -3,9 +3,16 @@
 // view is a grid of layer x head thumbnails; the generation view colours the text each generated
 // token attended to. Labels are canvas text or textContent.
 
-function nbkImage(codes, rows, cols) {
+/** An image of uint8 codes, one pixel per cell. opts.signed: diverging colours; opts.causal: cells
+ * above the diagonal (future tokens, masked) drawn as NBK_MASKED rather than as a value. */
+function nbkImage(codes, rows, cols, opts = {}) {
   const img = new ImageData(cols, rows);
-  for (let p = 0; p < rows * cols; p++) img.data.set(NBK_LUT.subarray(codes[p] * 4, codes[p] * 4 + 4), p * 4);
+  const lut = opts.signed ? NBK_LUT_DIV : NBK_LUT;
+  const mask = opts.causal && rows === cols;
+  for (let p = 0; p < rows * cols; p++) {
+    if (mask && p % cols > Math.floor(p / cols)) img.data.set(NBK_MASKED, p * 4);
+    else img.data.set(lut.subarray(codes[p] * 4, codes[p] * 4 + 4), p * 4);
+  }
   const c = document.createElement("canvas");
   c.width = cols; c.height = rows;
   c.getContext("2d").putImageData(img, 0, 0);
@@ -13,9 +20,9 @@ function nbkImage(codes, rows, cols) {
 }
 
 /** A small gradient swatch of the colour map (0 on the left, the map's maximum on the right). */
-function nbkLegend() {
+function nbkLegend(signed) {
   const codes = new Uint8Array(128).map((_, i) => Math.round((i * 255) / 127));
-  const c = nbkImage(codes, 1, 128);
+  const c = nbkImage(codes, 1, 128, { signed });
   c.className = "nbk-legend";
   return c;
 }
@@ -28,8 +35,9 @@ function nbkMatrixView(host, ctx) {
   const zoomBar = nbkEl("div", "nbk-zoom");
   const out = nbkEl("button", "nbk-btn", "−"), fit = nbkEl("button", "nbk-btn", "fit");
   const inn = nbkEl("button", "nbk-btn", "+"), zoomLabel = nbkEl("span", "nbk-muted");
-  const legendMax = nbkEl("span", "nbk-muted");
-  zoomBar.append(out, fit, inn, zoomLabel, nbkEl("span", "nbk-muted", "   0"), nbkLegend(), legendMax);
+  const legendMax = nbkEl("span", "nbk-muted"), legendMin = nbkEl("span", "nbk-muted", "   0");
+  let legend = nbkLegend(false);
+  zoomBar.append(out, fit, inn, zoomLabel, legendMin, legend, legendMax);
   const wrap = nbkEl("div", "nbk-matrix");
   const canvas = nbkEl("canvas", "nbk-heat");
   wrap.appendChild(canvas);
@@ -53,6 +61,16 @@ function nbkMatrixView(host, ctx) {
     if (!image) return;
     g.imageSmoothingEnabled = false;
     g.drawImage(image, m.x, m.y, tk * cell, tq * cell);
+    const p0 = ctx.promptLength;
+    if (p0 != null && p0 > 0 && p0 < tq && tq === tk) { // where the answer starts, on both axes
+      g.save();
+      g.strokeStyle = "#e6550d"; g.lineWidth = 1.5; g.setLineDash([3, 2]);
+      g.beginPath();
+      g.moveTo(m.x, m.y + p0 * cell); g.lineTo(m.x + tk * cell, m.y + p0 * cell);
+      g.moveTo(m.x + p0 * cell, m.y); g.lineTo(m.x + p0 * cell, m.y + tq * cell);
+      g.stroke();
+      g.restore();
+    }
     // segment strips along both axes
     for (let i = 0; i < tq; i++) { g.fillStyle = NBK_SEG_COLORS[ctx.segQ[i] ?? 0]; g.fillRect(m.x - 5, m.y + i * cell, 4, cell); }
     for (let j = 0; j < tk; j++) { g.fillStyle = NBK_SEG_COLORS[ctx.segK[j] ?? 0]; g.fillRect(m.x + j * cell, m.y - 5, cell, 4); }
@@ -60,13 +78,13 @@ function nbkMatrixView(host, ctx) {
       g.fillStyle = getComputedStyle(host).color || "#222";
       g.font = `${Math.min(12, cell)}px sans-serif`;
       g.textAlign = "right"; g.textBaseline = "middle";
-      for (let i = 0; i < tq; i++) g.fillText(ctx.tokQ[i].slice(0, 14), m.x - 8, m.y + (i + 0.5) * cell, m.x - 10);
+      for (let i = 0; i < tq; i++) g.fillText(nbkShow(ctx.tokQ[i]).slice(0, 14), m.x - 8, m.y + (i + 0.5) * cell, m.x - 10);
       for (let j = 0; j < tk; j++) {
         g.save();
         g.translate(m.x + (j + 0.5) * cell, m.y - 8);
         g.rotate(-Math.PI / 3);
         g.textAlign = "left";
-        g.fillText(ctx.tokK[j].slice(0, 14), 0, 0, m.y);
+        g.fillText(nbkShow(ctx.tokK[j]).slice(0, 14), 0, 0, m.y);
         g.restore();
       }
     }
@@ -87,8 +105,12 @@ function nbkMatrixView(host, ctx) {
     if (hover && hover.i === i && hover.j === j) return;
     nbkTimed("hover", () => {
       hover = { i, j };
-      const v = (data.codes[i * tk + j] / 255) * data.scales[0];
-      ctx.readout(`${i} “${ctx.tokQ[i]}” → ${j} “${ctx.tokK[j]}”: ${v.toFixed(4)}`);
+      const signed = !!data.meta.signed;
+      const first = data.meta.first;
+      const v = j === 0 && first ? first[i] : nbkValue(data.codes[i * tk + j], data.scales[0], signed);
+      const masked = ctx.causal && tq === tk && j > i;
+      const what = masked ? "masked (a later token)" : signed ? `${v >= 0 ? "+" : ""}${v.toFixed(4)} (${ctx.diffName})` : v.toFixed(4);
+      ctx.readout(`${i} “${nbkShow(ctx.tokQ[i])}” → ${j} “${nbkShow(ctx.tokK[j])}”: ${what}`);
       draw();
     });
   }
@@ -109,8 +131,16 @@ function nbkMatrixView(host, ctx) {
   return {
     setData(d) {
       data = d;
-      image = nbkImage(d.codes, d.shape[0], d.shape[1]);
-      legendMax.textContent = `${d.scales[0].toPrecision(3)} (max)`;
+      const signed = !!d.meta.signed;
+      image = nbkImage(d.codes, d.shape[0], d.shape[1], { signed, causal: ctx.causal });
+      const fresh = nbkLegend(signed);
+      legend.replaceWith(fresh);
+      legend = fresh;
+      legendMin.textContent = signed ? `   −${d.scales[0].toPrecision(3)}` : "   0";
+      legendMax.textContent = signed ? `+${d.scales[0].toPrecision(3)} (${ctx.diffName})`
+        : d.meta.first ? `${d.scales[0].toPrecision(3)} (max after the first token, whose column saturates: an attention sink)`
+        : `${d.scales[0].toPrecision(3)} (max)`;
+      box.dataset.signed = signed ? "1" : "0";
       draw();
     },
     destroy() { wrap.removeEventListener("wheel", onWheel); box.remove(); },
@@ -137,17 +167,21 @@ function nbkModelView(host, ctx) {
         grid.appendChild(nbkEl("div", "nbk-model-layer", `layer ${ctx.layers[l]}`));
         for (let h = 0; h < H; h++) {
           const start = (l * H + h) * sq * sk;
-          const c = nbkImage(d.codes.subarray(start, start + sq * sk), sq, sk);
+          const signed = !!d.meta.signed;
+          const c = nbkImage(d.codes.subarray(start, start + sq * sk), sq, sk, { signed, causal: ctx.causal && sq === sk });
           c.className = "nbk-thumb";
           c.title = `layer ${ctx.layers[l]}, head ${h}: click to open`;
-          c.addEventListener("mouseenter", () => nbkTimed("hover", () => ctx.readout(
-            `layer ${ctx.layers[l]}, head ${h}: mean entropy ${d.meta.entropy[l * H + h].toFixed(2)} nats`)));
+          const says = signed
+            ? `layer ${ctx.layers[l]}, head ${h}: change ${d.meta.change[l * H + h].toFixed(3)} (mean total variation between ${ctx.diffName.replace(" − ", " and ")} rows, 0-1)`
+            : `layer ${ctx.layers[l]}, head ${h}: mean entropy ${d.meta.entropy[l * H + h].toFixed(2)} nats`;
+          c.addEventListener("mouseenter", () => nbkTimed("hover", () => ctx.readout(says)));
           c.addEventListener("click", () => ctx.pick(ctx.layers[l], h));
           grid.appendChild(c);
         }
       }
-      box.append(nbkEl("div", "nbk-muted",
-        `${sq}×${sk} thumbnails (blocks of tokens), each scaled to its own maximum; click one to open it.`), grid);
+      box.append(nbkEl("div", "nbk-muted", d.meta.signed
+        ? `${ctx.diffName}: ${sq}×${sk} thumbnails, red where the first attends more, blue less, each scaled to its own largest change; click one to open it.`
+        : `${sq}×${sk} thumbnails (blocks of tokens), each scaled to its own maximum; click one to open it.`), grid);
     },
     destroy() { box.remove(); },
   };
@@ -163,7 +197,8 @@ function nbkGenerationView(host, ctx) {
   bar.appendChild(slider);
   const text = nbkEl("div", "nbk-gen-text");
   const spans = ctx.tokQ.map((s, i) => {
-    const e = nbkEl("span", i < p0 ? "nbk-gen-tok" : "nbk-gen-tok nbk-gen-new", s);
+    const e = nbkEl("span", i < p0 ? "nbk-gen-tok" : "nbk-gen-tok nbk-gen-new", nbkShow(s));
+    if ((ctx.segQ[i] ?? 0) < 0) e.classList.add("nbk-special");
     e.dataset.i = String(i);
     return text.appendChild(e);
   });
@@ -175,14 +210,15 @@ function nbkGenerationView(host, ctx) {
     if (!data) return;
     const row = step * T, scale = data.scales[0];
     let max = 0;
-    for (let j = 0; j <= step; j++) max = Math.max(max, data.codes[row + j]);
+    // the first token (an attention sink in decoder LLMs) saturates: the darkest of the rest is the max
+    for (let j = data.meta.first ? 1 : 0; j <= step; j++) max = Math.max(max, data.codes[row + j]);
     spans.forEach((e, j) => {
       const c = j <= step ? data.codes[row + j] : 0;
       e.style.background = j < step && c ? `rgba(214, 39, 40, ${(0.85 * c) / (max || 1)})` : "";
       e.classList.toggle("nbk-focus", j === step);
       e.classList.toggle("nbk-future", j > step);
     });
-    ctx.readout(`step ${step - p0 + 1} of ${T - p0}: “${ctx.tokQ[step]}” (darker = more attention; max ${((max / 255) * scale).toFixed(3)})`);
+    ctx.readout(`step ${step - p0 + 1} of ${T - p0}: “${nbkShow(ctx.tokQ[step])}” (darker = more attention; max ${((max / 255) * scale).toFixed(3)})`);
   }
   slider.addEventListener("input", () => nbkTimed("select", () => show(Number(slider.value))));
   text.addEventListener("mouseover", (ev) => {

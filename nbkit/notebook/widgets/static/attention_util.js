@@ -21,11 +21,18 @@ function nbkEl(tag, cls, text) {
   return e;
 }
 
-/** Same rule as request_key() in nbkit/widgets/attention.py. */
-function nbkKeyOf(what, kind, layer, head) {
+/** Same rule as request_key() in nbkit/notebook/widgets/attention.py. */
+function nbkKeyOf(what, kind, layer, head, source) {
   if (what === "sparse" || what === "rollout") head = -1;
   if (what === "thumbs") { layer = -1; head = -1; }
-  return `${what}|${kind}|${layer}|${head}`;
+  const tail = !source || source === "tuned" ? "" : `|${source}`;
+  return `${what}|${kind}|${layer}|${head}${tail}`;
+}
+
+/** A token as the views print it: line breaks and tabs as visible marks (same as shown() in
+ * nbkit/figures/attention.py); leading spaces of byte-level pieces (" Paris") stay spaces. */
+function nbkShow(text) {
+  return String(text).replace(/\n/g, "↵").replace(/\t/g, "⇥");
 }
 
 function nbkBytes(buf) {
@@ -59,6 +66,25 @@ const NBK_LUT = (() => {
   }
   return lut;
 })();
+
+/** Blue -> white -> red diverging colour map for signed codes (0 = -max, ~128 = 0, 255 = +max). */
+const NBK_LUT_DIV = (() => {
+  const lut = new Uint8ClampedArray(256 * 4);
+  const lo = [33, 102, 172], mid = [247, 247, 247], hi = [178, 24, 43];
+  for (let c = 0; c < 256; c++) {
+    const x = c / 255;
+    const [a, b, f] = x < 0.5 ? [lo, mid, x * 2] : [mid, hi, (x - 0.5) * 2];
+    for (let k = 0; k < 3; k++) lut[c * 4 + k] = a[k] + (b[k] - a[k]) * f;
+    lut[c * 4 + 3] = 255;
+  }
+  return lut;
+})();
+const NBK_MASKED = [230, 230, 230, 255]; // the causal mask's future cells (no weight, not weight 0)
+
+/** The value a uint8 code stands for: c / 255 * scale, or (c / 255 * 2 - 1) * scale when signed. */
+function nbkValue(code, scale, signed) {
+  return signed ? ((code / 255) * 2 - 1) * scale : (code / 255) * scale;
+}
 
 /** Page-side timings, read by the browser test: window.__nbkitAttention.<name> = [ms, ...]. */
 function nbkRecord(name, ms) {
@@ -96,9 +122,9 @@ function nbkClient(model) {
   const init = model.get("_initial");
   if (init && init.meta) cache.set(init.meta.key, nbkDecode(init.meta, init.buffers || []));
   return {
-    has(what, kind, layer, head) { return cache.has(nbkKeyOf(what, kind, layer, head)); },
-    get(what, kind, layer, head) {
-      const key = nbkKeyOf(what, kind, layer, head);
+    has(what, kind, layer, head, source) { return cache.has(nbkKeyOf(what, kind, layer, head, source)); },
+    get(what, kind, layer, head, source) {
+      const key = nbkKeyOf(what, kind, layer, head, source);
       if (cache.has(key)) return Promise.resolve(cache.get(key));
       if (inflight.has(key)) return inflight.get(key);
       const id = `${prefix}:${next++}`;
@@ -113,7 +139,7 @@ function nbkClient(model) {
       inflight.set(key, promise);
       const done = () => inflight.delete(key);
       promise.then(done, done);
-      model.send({ type: "fetch", id, what, kind, layer, head });
+      model.send({ type: "fetch", id, what, kind, layer, head, source: source || "tuned" });
       return promise;
     },
     dispose() { model.off("msg:custom", onMsg); pending.clear(); },
@@ -122,9 +148,9 @@ function nbkClient(model) {
 
 /** A token label: text via textContent, segment/special marks as classes, full text in the tooltip. */
 function nbkTokenEl(text, seg, i) {
-  const e = nbkEl("div", "nbk-tok", text);
+  const e = nbkEl("div", "nbk-tok", nbkShow(text));
   e.dataset.i = String(i);
-  e.title = `${i}: ${text}`;
+  e.title = `${i}: ${nbkShow(text)}`;
   if (seg < 0) e.classList.add("nbk-special");
   else e.style.borderColor = NBK_SEG_COLORS[seg] || NBK_SEG_COLORS[0];
   return e;
