@@ -182,6 +182,15 @@ _JS_CELL_TEXTS = """() => [...document.querySelectorAll('.jp-Cell')].map(
        (c.querySelector('.jp-OutputArea')?.innerText || ''))"""
 
 
+def write_notebook(path: Path, sources: list[str], prefix: str = "c") -> Path:
+    """A notebook of code cells (no outputs) with a python3 kernelspec, for a test to open."""
+    cells = [{"cell_type": "code", "id": f"{prefix}{i}", "metadata": {}, "source": src, "outputs": [],
+              "execution_count": None} for i, src in enumerate(sources)]
+    path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}}))
+    return path
+
+
 @dataclass
 class NotebookPage:
     """One browser page showing one notebook of `server`."""

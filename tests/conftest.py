@@ -73,3 +73,13 @@ def tiny_bert_dir(tmp_path_factory):
     from nbkit.testing import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), kind="bert")
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory):
+    """A saved tiny random Llama (GQA, chat template) whose vocabulary holds the capitals task's words."""
+    from capitals import WORDS
+
+    from nbkit.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama", words=WORDS, hidden=48)

@@ -11,7 +11,6 @@ HTML (what GitHub or nbviewer show). Screenshots: /tmp/nbkit-shots/dashboard/.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from browser import (
     require_browser,
     shots_dir,
     watch_chart_grow,
+    write_notebook,
 )
 
 pytestmark = pytest.mark.browser
@@ -65,13 +65,6 @@ JS_RESULTS = """() => [...document.querySelectorAll('.nbkit-summary')].map(e => 
 JS_CHARTS = """() => document.querySelectorAll('.jp-RenderedPlotly').length"""
 
 
-def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "id": f"d{i}", "metadata": {}, "source": src, "outputs": [],
-              "execution_count": None} for i, src in enumerate([SETUP, BLOCKING, BACKGROUND])]
-    path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}}))
-
-
 def _poll_kernel(page, index: int, seconds: float, every: float = 0.1) -> list[str]:
     """The kernel status JupyterLab shows, polled while dashboard `index` is still training."""
     seen: list[str] = []
@@ -90,7 +83,7 @@ def test_dashboard_busy_kernel_stop_save_and_reopen(tmp_path: Path) -> None:
     shots = shots_dir("dashboard")
     root = tmp_path / "work"
     root.mkdir()
-    _notebook(root / "dashboard.ipynb")
+    write_notebook(root / "dashboard.ipynb", [SETUP, BLOCKING, BACKGROUND], "d")
     with jupyter_server(root, env={"OMP_NUM_THREADS": "1"}) as server, browser() as chromium:
         nb = NotebookPage.new(chromium, server, shots)
         page = nb.page

@@ -9,13 +9,19 @@ appears and no dialog opens. Screenshots: /tmp/nbkit-shots/samples/.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from browser import NotebookPage, browser, jupyter_server, require_browser, shots_dir
+from browser import (
+    NotebookPage,
+    browser,
+    jupyter_server,
+    require_browser,
+    shots_dir,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -55,19 +61,12 @@ JS_STATIC = """() => { const s = document.querySelector('.nbkit-samples-static')
               folded: s.querySelectorAll('details').length} : null; }"""
 
 
-def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "id": f"s{i}", "metadata": {}, "source": src, "outputs": [],
-              "execution_count": None} for i, src in enumerate([SETUP, TRAIN, CHECK])]
-    path.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}}))
-
-
 def test_answers_panel_live_step_selector_markup_as_text_and_saved(tmp_path: Path) -> None:
     require_browser()
     shots = shots_dir("samples")
     root = tmp_path / "work"
     root.mkdir()
-    _notebook(root / "samples.ipynb")
+    write_notebook(root / "samples.ipynb", [SETUP, TRAIN, CHECK], "s")
     with jupyter_server(root, env={"OMP_NUM_THREADS": "1"}) as server, browser() as chromium:
         nb = NotebookPage.new(chromium, server, shots)
         page = nb.page

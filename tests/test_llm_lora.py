@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from capitals import QA, ROWS
 
 from nbkit.core.config import ConfigError
 from nbkit.core.llm.generate import ExactMatch, exact_match, generate
@@ -14,16 +15,6 @@ from nbkit.core.llm.lora import lora_options
 from nbkit.core.train.events import RunStart
 from nbkit.core.train.finetune import finetune
 from nbkit.core.train.run import Run
-from nbkit.testing import save_tiny_model
-
-WORDS = ["paris", "france", "rome", "italy", "madrid", "spain", "capital"]
-QA = [("france", "paris"), ("italy", "rome"), ("spain", "madrid")]
-ROWS = [{"prompt": f"What is the capital of {c}?", "completion": f"{k}."} for c, k in QA] * 8
-
-
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama", words=WORDS, hidden=48)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from capitals import QA, ROWS
 
 from nbkit.core.config import ConfigError
 from nbkit.core.llm import samples as samples_module
@@ -16,17 +17,8 @@ from nbkit.core.llm.samples import SamplePrompt, describe_samples, sample_prompt
 from nbkit.core.train.events import EvalEnd, Samples
 from nbkit.core.train.finetune import finetune, resolve_config
 from nbkit.core.train.run import Run
-from nbkit.testing import save_tiny_model
 
-WORDS = ["paris", "france", "rome", "italy", "madrid", "spain", "capital"]
-QA = [("france", "paris"), ("italy", "rome"), ("spain", "madrid")]
-ROWS = [{"prompt": f"What is the capital of {c}?", "completion": f"{k}."} for c, k in QA] * 8
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama", words=WORDS, hidden=48)
 
 
 @pytest.fixture(scope="module")
