@@ -30,6 +30,8 @@ _EXPORTS = {
     "show_attention": "nbkit.notebook.widgets.attention",
     "TrainerCallback": "nbkit.notebook.trainer",
     "Preview": "nbkit.core.preview",
+    "chat": "nbkit.notebook.widgets.chat",
+    "ChatSession": "nbkit.core.llm.chat_session",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]
