@@ -186,7 +186,7 @@ def test_a_long_conversation_leaves_out_its_first_turns_to_fit_the_context():
         session.send(" ".join(["cat"] * 80))
 
 
-def test_a_run_that_trains_refuses_to_chat_until_it_ends():
+def test_a_run_that_trains_refuses_to_chat_until_it_ends(tmp_path):
     from nbkit.core.train.finetune import finetune
 
     model, tok = tiny_llama()
@@ -199,7 +199,7 @@ def test_a_run_that_trains_refuses_to_chat_until_it_ends():
             gate.wait(30)
 
     run = finetune((model, tok), rows, task="causal-lm", lora=LORA, epochs=1, batch_size=4, eval_split=0,
-                   lr=1e-2, callbacks=[hold], background=True, progress=False, run_dir=None)
+                   lr=1e-2, callbacks=[hold], background=True, progress=False, run_dir=tmp_path / "run")
     try:
         assert entered.wait(30)
         session = run.chat_session(max_new_tokens=6)

@@ -389,9 +389,16 @@ class NbkitMagics(Magics):
 
         try:
             return chat(self._ns[args.var], tuned=not args.base, temperature=args.temperature,
-                        max_new_tokens=args.max_new_tokens, system=args.system)
+                        max_new_tokens=args.max_new_tokens, system=_unquote(args.system))
         except ChatError as exc:
             raise UsageError(f"%chat: {exc}") from None
+
+
+def _unquote(text: str | None) -> str | None:
+    """IPython's argument splitter keeps the quotes around a quoted argument: drop one pair."""
+    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
 
 
 def _layer_or_mean(value: str | None) -> int | str | None:

@@ -111,7 +111,7 @@ class Chat:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._transcript = None
-        self._run = run
+        self._observer = self._on_event  # one bound method, so that remove_observer finds it
         self.view = ChatView(title=self.title, system=session.system or "", tuned=session.tuned,
                              can_switch=session.has_adapter, switch_note=session.switch_note,
                              temperature=session.temperature, max_new_tokens=session.max_new_tokens)
@@ -121,7 +121,7 @@ class Chat:
 
         _route_clicks_to_the_front_ends_subshell(self.view)
         if run is not None:
-            run.add_observer(self._on_event)  # before reading the status: an end in between is not missed
+            run.add_observer(self._observer)  # before reading the status: an end in between is not missed
             self._refresh_busy()
 
     # -- display --------------------------------------------------------------------------------
@@ -178,9 +178,8 @@ class Chat:
 
         if isinstance(event, (RunStart, RunEnd)):
             self._refresh_busy()
-        if isinstance(event, RunEnd):
-            run.remove_observer(self._on_event)
-            self._run = None  # ipywidgets keeps views alive: don't keep the run through ours
+        if isinstance(event, RunEnd):  # ipywidgets keeps views alive: ours must not keep the run
+            run.remove_observer(self._observer)
 
     def _refresh_busy(self) -> None:
         reason = self.session._busy() if self.session._busy is not None else None
