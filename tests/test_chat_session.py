@@ -223,3 +223,17 @@ def test_the_chat_session_imports_no_notebook_library():
             "if n in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.slow
+def test_smollm2_chats_over_two_turns_and_streams_the_same_answer():
+    from nbkit.core.models import load_model
+
+    model, tok = load_model("smollm2")
+    session = ChatSession(model, tok, max_new_tokens=12)
+    pieces = list(session.stream("What is the capital of France?"))
+    assert "".join(pieces).strip() == "The capital of France is Paris."
+    assert len([p for p in pieces if p.strip()]) >= 5
+    second = session.send("And of Italy?")
+    assert second == generate(model, tok, session.history[:3], max_new_tokens=12)
+    assert "Rome" in second
