@@ -124,12 +124,19 @@ def test_chat_streams_shows_markup_as_text_switches_stops_and_saves(tmp_path: Pa
         assert state["imgs"] == 0 and nb.dialogs == []
         nb.screenshot("2_tuned_answer", page.locator(".jp-Cell").nth(1))
 
-        # -- 2. markup typed by the user is text too
-        _send(nb, f"what is {XSS} ?")
+        # -- 2. markup typed by the user is text too; typed keys stay in the box (no notebook shortcut
+        # runs: "a"/"b" insert cells, Shift+Enter runs one), Shift+Enter is a new line, Enter sends
+        box = chat.locator(".nbkit-chat-input")
+        box.click()
+        box.press_sequentially(f"what is {XSS} ?")
+        box.press("Shift+Enter")
+        box.press_sequentially("a b")
+        box.press("Enter")
         _wait_answer(nb, 4)
         state = page.evaluate(JS_CHAT)
-        assert state["msgs"][2] == {"who": "you", "text": f"what is {XSS} ?", "pending": False}
-        assert state["imgs"] == 0
+        assert state["msgs"][2] == {"who": "you", "text": f"what is {XSS} ?\na b", "pending": False}
+        assert state["imgs"] == 0 and box.input_value() == ""
+        assert len(nb.notebook_json()["cells"]) == 3
 
         # -- 3. the base model answers; the kernel runs other code meanwhile; Stop ends the answer
         chat.locator("input[value=base]").check()
@@ -183,7 +190,7 @@ def test_chat_streams_shows_markup_as_text_switches_stops_and_saves(tmp_path: Pa
         transcripts = static_page.locator(".nbkit-chat-transcript").first
         assert static_page.locator(".nbkit-chat-transcript").count() == 2
         text = transcripts.inner_text()
-        assert f"tuned: {ANSWER}" in text and f"you: what is {XSS} ?" in text and "base (stopped): " in text
+        assert f"tuned: {ANSWER}" in text and f"you: what is {XSS} ?\na b" in text and "base (stopped): " in text
         assert transcripts.locator("img").count() == 0 and dialogs == []
         transcripts.scroll_into_view_if_needed()
         static_page.screenshot(path=str(shots / "6_nbconvert_html.png"), full_page=True)

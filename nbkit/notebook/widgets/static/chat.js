@@ -58,6 +58,7 @@ function render({ model, el: root }) {
     const input = document.createElement("input");
     input.type = "number";
     input.className = "nbkit-chat-" + name.replace(/_/g, "-");
+    input.setAttribute("data-lm-suppress-shortcuts", "true");
     for (const [k, v] of Object.entries(attrs)) input.setAttribute(k, String(v));
     input.addEventListener("change", () => {
       const v = parse(input.value);
@@ -83,6 +84,8 @@ function render({ model, el: root }) {
   input.className = "nbkit-chat-input";
   input.rows = 2;
   input.placeholder = "Type a message (Enter sends, Shift+Enter starts a new line)";
+  // JupyterLab's shortcuts (Shift+Enter runs the cell, "a"/"b"/"dd" in command mode) skip these keys
+  input.setAttribute("data-lm-suppress-shortcuts", "true");
   const sendBtn = el("button", "nbkit-btn nbkit-chat-send", "Send");
   const stopBtn = el("button", "nbkit-btn nbkit-chat-stop", "\u25A0 Stop");
   const clearBtn = el("button", "nbkit-btn nbkit-chat-clear", "Clear");
@@ -100,10 +103,13 @@ function render({ model, el: root }) {
   }
   sendBtn.addEventListener("click", submit);
   input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); e.stopPropagation(); submit(); }
+    if (e.key !== "Enter" || e.isComposing) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (!e.shiftKey) { submit(); return; }
+    // the notebook swallows the line break Shift+Enter would insert: insert it here
+    input.setRangeText("\n", input.selectionStart, input.selectionEnd, "end");
   });
-  // JupyterLab's command shortcuts must not see keys typed into the chat (e.g. "a", "b", "dd").
-  input.addEventListener("keydown", (e) => e.stopPropagation());
   stopBtn.addEventListener("click", () => model.send({ action: "stop" }));
   clearBtn.addEventListener("click", () => model.send({ action: "clear" }));
 
