@@ -33,6 +33,8 @@ _EXPORTS = {
     "TrainerCallback": "nbkit.notebook.trainer",
     "Preview": "nbkit.core.preview",
     "generate": "nbkit.core.llm.generate",  # answers of any causal LM (chat template, greedy by default)
+    "chat": "nbkit.notebook.widgets.chat",
+    "ChatSession": "nbkit.core.llm.chat_session",
 }
 
 __all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -381,6 +381,41 @@ class NbkitMagics(Magics):
             except AttentionError as exc:
                 raise UsageError(str(exc)) from None
 
+    @magic_arguments()
+    @_help_argument
+    @argument("var", nargs="?", help="a Run (from %%finetune or nbkit.fit) or a (model, tokenizer) pair")
+    @argument("--base", action="store_true", help="start with the base model (a LoRA run, adapter disabled)")
+    @argument("--temperature", type=float, default=0.0, help="0 (default) decodes greedily; > 0 samples")
+    @argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens (default 256)")
+    @argument("--system", help="a system prompt (quote it)")
+    @line_magic
+    def chat(self, line: str) -> Any:
+        """Chat with a model in a chat box, like run.chat() or nbkit.chat(model_and_tokenizer)."""
+        args = parse_argstring(self.chat, line)
+        if args.help:
+            _print_help(self.chat)
+            return None
+        if args.var is None:
+            raise UsageError("%chat needs a run or a (model, tokenizer) pair, e.g. %chat run")
+        if args.var not in self._ns:
+            hint = did_you_mean(args.var, [n for n in self._ns if not n.startswith("_")], " (did you mean {}?)")
+            raise UsageError(f"%chat: no variable {args.var!r}{hint}; train one with %%finetune (it stores run)")
+        from nbkit.core.llm.chat_session import ChatError
+        from nbkit.notebook.widgets.chat import chat
+
+        try:
+            return chat(self._ns[args.var], tuned=not args.base, temperature=args.temperature,
+                        max_new_tokens=args.max_new_tokens, system=_unquote(args.system))
+        except ChatError as exc:
+            raise UsageError(f"%chat: {exc}") from None
+
+
+def _unquote(text: str | None) -> str | None:
+    """IPython's argument splitter keeps the quotes around a quoted argument: drop one pair."""
+    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
 
 def _layer_or_mean(value: str | None) -> int | str | None:
     if value is None or value == "mean":

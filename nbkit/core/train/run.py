@@ -467,6 +467,19 @@ class Run:
 
         return merge(self.model, folder, self.tokenizer)
 
+    def chat_session(self, **options: Any) -> Any:
+        """A `ChatSession` with the run's model: `.send(text)`, `.stream(text)`, `.stop()`, base vs tuned
+        for a LoRA run; it refuses to answer while the run trains. `options`: see ChatSession."""
+        from ..llm.chat_session import ChatSession
+
+        return ChatSession.for_run(self, **options)
+
+    def chat(self, **options: Any) -> Any:
+        """A chat box with the run's model in the notebook (the widget twin of `chat_session()`)."""
+        from nbkit.notebook.widgets.chat import chat  # the notebook layer, only when asked for
+
+        return chat(self, **options)
+
     def report(self, path: str | Path | None = None) -> Path:
         """Write `report.html` (the training chart with plotly's JavaScript embedded) and return its path."""
         from nbkit.figures.report import (

@@ -10,6 +10,7 @@ from typing import Any
 _EXPORTS = {
     "Dashboard": "nbkit.notebook.widgets.dashboard",
     "AttentionWidget": "nbkit.notebook.widgets.attention",
+    "Chat": "nbkit.notebook.widgets.chat",
 }
 
 __all__ = list(_EXPORTS)
