@@ -175,4 +175,15 @@ def merge(model: Any, folder: str | os.PathLike, tokenizer: Any = None) -> Path:
     merged.save_pretrained(folder, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+        if getattr(merged, "generation_config", None) is not None:
+            # generate() stops at generation_config.eos_token_id only: without the chat template's
+            # end-of-turn token there, a plain transformers user's answers run on past the turn.
+            from .export import stop_ids
+
+            config = copy.deepcopy(merged.generation_config)
+            have = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+            ids = sorted({*[t for t in have if t is not None], *stop_ids(tokenizer)})
+            if ids:
+                config.eos_token_id = ids if len(ids) > 1 else ids[0]
+                config.save_pretrained(folder)
     return folder
