@@ -169,6 +169,10 @@ def test_prompts_come_from_the_argument_then_samples_then_eval_data(run, tmp_pat
     check = run.save_adapter(tmp_path / "b")
     assert check.rows[0].prompts == ["What is the capital of france?", "What is the capital of spain?"]
     assert check.rows[0].expected == ["paris.", "madrid."]
+    monkeypatch.setitem(run.config, "samples", {"prompts": ["What is the capital of italy?"]})
+    assert check_folder(run, check.path).rows[0].prompts == ["What is the capital of italy?"]
+    monkeypatch.setitem(run.config, "samples", True)  # not prompts: the eval prompts
+    assert check_folder(run, check.path).rows[0].prompts == run.eval_prompts
 
 
 def test_no_prompts_is_one_clear_error_before_anything_is_written(llama_dir, run, tmp_path):
@@ -197,8 +201,13 @@ def test_html_and_text_show_markup_as_text(run, tmp_path):
     page = ExportCheck([row])._repr_html_()
     assert "<img" not in page
     assert page.count("&lt;img src=x onerror=alert(1)&gt;") == 4  # path, prompt, both answers
-    text = repr(ExportCheck([row]))
-    assert "2.50" in text and "0/1" in text and XSS in text
+    check = ExportCheck([row])
+    assert repr(check) == f"<nbkit.ExportCheck merged {str(tmp_path / XSS)!r}: 2.50 MB, 3 files, answers 0/1 equal, FAILED>"
+    text = check._repr_mimebundle_()["text/plain"]
+    assert text == check.to_text() and XSS in text
+    assert check.table() == [{"export": "merged", "path": str(tmp_path / XSS), "size (MB)": "2.50", "files": "3",
+                              "answers equal": "0/1", "max |Δ logit|": "0.0e+00",
+                              "notes": f"first difference: {XSS!r} -> in memory {XSS!r}, reloaded {XSS + '!'!r}"}]
     real = run.merge(tmp_path / XSS, prompts=[XSS])  # a real folder named with markup
     assert "<img" not in real._repr_html_() and real.path.name == XSS
 

@@ -110,7 +110,15 @@ class ExportCheck:
         return "\n".join(line.rstrip() for line in lines)
 
     def __repr__(self) -> str:
-        return self.to_text()
+        parts = []
+        for r in self.rows:
+            verdict = ("ok" if r.ok else "FAILED") if r.checked else "not checked"
+            answers = f", answers {r.equal}/{len(r.expected)} equal" if r.checked else ""
+            parts.append(f"{r.export} {str(r.path)!r}: {r.size_mb:.2f} MB, {r.files} files{answers}, {verdict}")
+        return f"<nbkit.ExportCheck {'; '.join(parts)}>"
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        return {"text/plain": self.to_text(), "text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
         rows = self.table()
@@ -151,8 +159,11 @@ def _as_prompt(item: Any) -> Any:
 def sample_prompts(run: Any, prompts: Any = None) -> list[Any]:
     """The prompts an export is checked on: `prompts` if given, else the run's `samples` config, else
     the first three eval prompts of the run's data (`run.eval_prompts`, set by finetune)."""
-    for source in (prompts, (getattr(run, "config", None) or {}).get("samples"), getattr(run, "eval_prompts", None)):
-        if source is None or source is False:
+    samples = (getattr(run, "config", None) or {}).get("samples")
+    if isinstance(samples, dict) and "prompts" in samples:  # {prompts: [...], ...}
+        samples = samples["prompts"]
+    for source in (prompts, samples, getattr(run, "eval_prompts", None)):
+        if source is None or isinstance(source, (bool, int, float)):  # samples: true / 3 mean eval prompts
             continue
         items = [source] if isinstance(source, (str, dict)) else list(source)
         if items and all(isinstance(m, dict) and "role" in m for m in items):
