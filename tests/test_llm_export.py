@@ -183,6 +183,13 @@ def test_no_prompts_is_one_clear_error_before_anything_is_written(llama_dir, run
     assert not (tmp_path / "merged").exists()
 
 
+def test_a_run_still_training_is_refused(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "status", "running")
+    with pytest.raises(ValueError, match=r"still training: wait for it \(run.wait\(\)\)"):
+        run.merge(tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
 def test_save_adapter_of_a_model_without_lora_refuses_before_writing(llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -252,3 +259,13 @@ def test_smollm2_lora_merge_and_adapter_prove_themselves(tmp_path):
     print("\n" + merged.to_text() + "\n" + adapter.to_text())
     print({c.rows[0].export: (round(c.rows[0].write_seconds, 1), round(c.rows[0].check_seconds, 1))
            for c in (merged, adapter)})
+
+
+def test_the_export_module_imports_no_ui_and_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, nbkit.core.llm.export; "
+            "print(sorted(m for m in ('IPython', 'ipywidgets', 'plotly', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -391,6 +391,8 @@ def export(run: Any, kind: str, folder: str | os.PathLike, *, check: bool = True
 
     if kind not in KINDS:
         raise ValueError(f"export kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if getattr(run, "status", None) == "running":  # the weights change under the export
+        raise ValueError("this run is still training: wait for it (run.wait()) or stop it (run.stop()) first")
     model, tokenizer = run.model, run.tokenizer
     if model is None:
         raise ValueError("this run has no model to export")
