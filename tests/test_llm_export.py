@@ -125,6 +125,19 @@ def test_merged_weights_that_differ_from_base_plus_adapter_are_flagged(run, tmp_
     assert not ExportCheck([row]).ok
 
 
+def test_a_bfloat16_run_is_reloaded_in_bfloat16(run, llama_dir, tmp_path):
+    import copy
+
+    half = Run(name="half", run_dir=tmp_path / "run", config={"model": str(llama_dir)},
+               model=copy.deepcopy(run.model).to(torch.bfloat16), tokenizer=run.tokenizer)
+    adapter = half.save_adapter(tmp_path / "adapter", prompts=run.eval_prompts).rows[0]
+    assert adapter.max_logit_diff == 0.0 and adapter.ok  # the same files in the same dtype: the same logits
+    merged = half.merge(tmp_path / "merged", prompts=run.eval_prompts).rows[0]
+    assert json.loads((merged.path / "config.json").read_text())["dtype"] == "bfloat16"
+    assert merged.max_logit_diff > 1e-3  # W + B·A rounded to 16 bits: reported, and judged at bf16's precision
+    assert merged.answers == merged.expected and merged.ok
+
+
 def test_a_failed_write_leaves_no_folder_behind(run, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")

@@ -22,7 +22,10 @@ from typing import Any
 MARKER = "nbkit_export.json"  # written into every export: what it is, and that it may be replaced
 KINDS = ("merged", "adapter")
 DEFAULT_MAX_NEW_TOKENS = 32
-LOGIT_TOLERANCE = 1e-3  # max |logit difference| between the reloaded and the in-memory model (float32)
+# Max |logit difference| between the reloaded and the in-memory model: absolute in float32; in 16-bit
+# dtypes, relative to the largest logit (bf16 keeps ~3 significant digits, so rounding alone moves logits).
+LOGIT_TOLERANCE = 1e-3
+HALF_LOGIT_TOLERANCE = 0.02
 
 
 @dataclass
@@ -248,6 +251,7 @@ def plain_hf_answers(model: Any, tokenizer: Any, prompts: list[Any], max_new_tok
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     try:
         enc = tokenizer([t for t, _ in rendered], return_tensors="pt", padding=True, add_special_tokens=not chat)
+        enc = enc.to(next(model.parameters()).device)
         with torch.no_grad():
             ids = model.generate(**enc, do_sample=False, temperature=None, top_p=None, top_k=None,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad)  # (B, T_prompt + T_new)
@@ -257,16 +261,17 @@ def plain_hf_answers(model: Any, tokenizer: Any, prompts: list[Any], max_new_tok
     return [s.strip() for s in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
-def max_logit_diff(model_a: Any, model_b: Any, tokenizer: Any, prompt: Any) -> float:
-    """Max |logit difference| of two models on one rendered prompt (the same token ids for both)."""
+def max_logit_diff(model_a: Any, model_b: Any, tokenizer: Any, prompt: Any) -> tuple[float, float]:
+    """Max |logit difference| of two models on one rendered prompt (the same token ids for both), and
+    the largest |logit| of the first model (the scale the difference is judged against)."""
     import torch
 
     text, chat = _render(tokenizer, prompt)
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=not chat)
     with torch.no_grad():
-        a = model_a(**ids).logits.float()  # (1, T, V)
-        b = model_b(**ids).logits.float()  # (1, T, V)
-    return float((a - b).abs().max())
+        a = model_a(**ids.to(next(model_a.parameters()).device)).logits.float().cpu()  # (1, T, V)
+        b = model_b(**ids.to(next(model_b.parameters()).device)).logits.float().cpu()  # (1, T, V)
+    return float((a - b).abs().max()), float(a.abs().max())
 
 
 def tokenizer_problems(original: Any, reloaded: Any) -> list[str]:
@@ -308,17 +313,22 @@ def generation_config_problems(folder: Path, tokenizer: Any) -> list[str]:
 
 
 def _reload(kind: str, folder: Path, run: Any, model: Any) -> tuple[Any, Any]:
+    """A fresh model object from the folder, in the in-memory model's dtype (so the check compares the
+    files, not two precisions), and the folder's tokenizer."""
     from transformers import AutoTokenizer
 
+    dtype = next(model.parameters()).dtype
     if kind == "merged":
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+        reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        return reloaded.eval(), AutoTokenizer.from_pretrained(folder)
     from .lora import load_peft_model
 
     base = (getattr(run, "config", None) or {}).get("model")
     if isinstance(base, str) and not base.startswith("<"):
-        return load_peft_model(folder, base)
+        reloaded, tok = load_peft_model(folder, base)
+        return reloaded.to(dtype), tok
     # The base was an object in the notebook: a copy of it without the adapter stands in for the hub
     # name (still a fresh model object reading the adapter files).
     import copy
@@ -347,12 +357,17 @@ def check_export(row: ExportRow, run: Any, model: Any, tokenizer: Any, prompts: 
     was_training = model.training
     model.eval()
     try:
-        row.max_logit_diff = max_logit_diff(model, reloaded, tokenizer, prompts[0])
+        row.max_logit_diff, scale = max_logit_diff(model, reloaded, tokenizer, prompts[0])
     finally:
         model.train(was_training)
-    if row.max_logit_diff > LOGIT_TOLERANCE:
+    dtype = next(model.parameters()).dtype
+    tolerance = LOGIT_TOLERANCE if dtype.itemsize >= 4 else HALF_LOGIT_TOLERANCE * max(scale, 1.0)
+    if row.max_logit_diff > tolerance:
         what = "base + adapter" if row.export == "merged" else "the run's model"
-        row.problems.append(f"reloaded logits differ from {what} by up to {row.max_logit_diff:.2g}")
+        hint = ""
+        if row.export == "merged" and dtype.itemsize < 4:  # W + B·A rounded to 16 bits loses the small update
+            hint = f" (merged in {str(dtype).removeprefix('torch.')}: merge a float32 copy to keep the update)"
+        row.problems.append(f"reloaded logits differ from {what} by up to {row.max_logit_diff:.2g}{hint}")
     del reloaded
     row.check_seconds = time.perf_counter() - start
     return row
