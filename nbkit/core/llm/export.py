@@ -312,23 +312,45 @@ def generation_config_problems(folder: Path, tokenizer: Any) -> list[str]:
     return []
 
 
+def _base_dtype(model: Any) -> Any:
+    return next((p.dtype for n, p in model.named_parameters() if "lora_" not in n), next(model.parameters()).dtype)
+
+
+def _match_dtypes(reloaded: Any, model: Any) -> Any:
+    """Cast each reloaded parameter and buffer to the dtype of the in-memory one of the same name (a
+    16-bit base keeps a float32 adapter in peft; `model.to(bf16)` also casts the rotary buffers), so
+    the check compares the files, not two precisions."""
+    for mine, theirs in ((model.named_parameters, reloaded.named_parameters),
+                         (model.named_buffers, reloaded.named_buffers)):
+        dtypes = {_plain_name(n): t.dtype for n, t in mine()}
+        for name, tensor in theirs():
+            want = dtypes.get(_plain_name(name))
+            if want is not None and tensor.dtype != want:
+                tensor.data = tensor.data.to(want)
+    return reloaded
+
+
+def _plain_name(name: str) -> str:
+    """A peft parameter's name as the merged model calls it."""
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+
 def _reload(kind: str, folder: Path, run: Any, model: Any) -> tuple[Any, Any]:
-    """A fresh model object from the folder, in the in-memory model's dtype (so the check compares the
-    files, not two precisions), and the folder's tokenizer."""
+    """A fresh model object from the folder, in the in-memory model's dtypes, and the folder's tokenizer."""
     from transformers import AutoTokenizer
 
-    dtype = next(model.parameters()).dtype
+    dtype = _base_dtype(model)
     if kind == "merged":
         from transformers import AutoModelForCausalLM
 
         reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        return reloaded.eval(), AutoTokenizer.from_pretrained(folder)
+        return _match_dtypes(reloaded, model).eval(), AutoTokenizer.from_pretrained(folder)
     from .lora import load_peft_model
 
     base = (getattr(run, "config", None) or {}).get("model")
     if isinstance(base, str) and not base.startswith("<"):
-        reloaded, tok = load_peft_model(folder, base)
-        return reloaded.to(dtype), tok
+        reloaded, tok = load_peft_model(folder, base, dtype=str(dtype).removeprefix("torch."))
+        return _match_dtypes(reloaded, model), tok
     # The base was an object in the notebook: a copy of it without the adapter stands in for the hub
     # name (still a fresh model object reading the adapter files).
     import copy
@@ -336,7 +358,7 @@ def _reload(kind: str, folder: Path, run: Any, model: Any) -> tuple[Any, Any]:
     from peft import PeftModel
 
     bare = copy.deepcopy(model).unload()
-    return PeftModel.from_pretrained(bare, folder).eval(), AutoTokenizer.from_pretrained(folder)
+    return _match_dtypes(PeftModel.from_pretrained(bare, folder), model).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def check_export(row: ExportRow, run: Any, model: Any, tokenizer: Any, prompts: list[Any],
@@ -360,7 +382,7 @@ def check_export(row: ExportRow, run: Any, model: Any, tokenizer: Any, prompts: 
         row.max_logit_diff, scale = max_logit_diff(model, reloaded, tokenizer, prompts[0])
     finally:
         model.train(was_training)
-    dtype = next(model.parameters()).dtype
+    dtype = _base_dtype(model)
     tolerance = LOGIT_TOLERANCE if dtype.itemsize >= 4 else HALF_LOGIT_TOLERANCE * max(scale, 1.0)
     if row.max_logit_diff > tolerance:
         what = "base + adapter" if row.export == "merged" else "the run's model"
