@@ -388,7 +388,8 @@ def check_export(row: ExportRow, run: Any, model: Any, tokenizer: Any, prompts: 
         what = "base + adapter" if row.export == "merged" else "the run's model"
         hint = ""
         if row.export == "merged" and dtype.itemsize < 4:  # W + B·A rounded to 16 bits loses the small update
-            hint = f" (merged in {str(dtype).removeprefix('torch.')}: merge a float32 copy to keep the update)"
+            hint = (f" (merged in {str(dtype).removeprefix('torch.')}: W + B·A is rounded to 16 bits; "
+                    f"the adapter export keeps the update exact)")
         row.problems.append(f"reloaded logits differ from {what} by up to {row.max_logit_diff:.2g}{hint}")
     del reloaded
     row.check_seconds = time.perf_counter() - start
