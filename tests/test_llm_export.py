@@ -63,6 +63,23 @@ def test_merged_export_reloads_and_answers_like_the_run(run, tmp_path):
     assert set(eos if isinstance(eos, list) else [eos]) >= set(stop_ids(run.tokenizer))
 
 
+def test_merge_puts_the_end_of_turn_token_into_generation_config(run, llama_dir, tmp_path):
+    import copy
+
+    # Llama-3's shape: eos is an end-of-text token, and the base model's generation_config knows only it
+    tok = copy.deepcopy(run.tokenizer)
+    tok.add_special_tokens({"eos_token": "<|endoftext|>"})
+    model = copy.deepcopy(run.model)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    check = Run(name="l3", run_dir=tmp_path / "run", config={"model": str(llama_dir)}, model=model,
+                tokenizer=tok).merge(tmp_path / "merged", prompts=run.eval_prompts)
+    assert json.loads((check.path / "generation_config.json").read_text())["eos_token_id"] == sorted(
+        [eot, tok.eos_token_id])
+    assert check.ok and check.rows[0].answers == ["madrid.", "paris."]
+    assert model.generation_config.eos_token_id == tok.eos_token_id  # the run's model is left as it was
+
+
 def test_adapter_export_reloads_through_peft_and_answers_like_the_run(run, tmp_path):
     check = run.save_adapter(tmp_path / "adapter")
     row = check.rows[0]
