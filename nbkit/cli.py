@@ -2,6 +2,8 @@
 
     nbkit finetune CONFIG.yaml [--set key=value ...] [--run-dir DIR] [--dry-run]
     nbkit report RUN_DIR
+    nbkit merge RUN_DIR OUT [--prompt TEXT ...] [--overwrite] [--no-check]
+    nbkit export RUN_DIR OUT  (the LoRA adapter only; same options)
 """
 
 from __future__ import annotations
@@ -93,6 +95,21 @@ def _clean(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from nbkit.core.train.run import Run
+
+    try:
+        run = Run.load(args.run_dir)
+        save = run.merge if args.command == "merge" else run.save_adapter
+        check = save(args.out, check=not args.no_check, prompts=args.prompt or None, overwrite=args.overwrite,
+                     max_new_tokens=args.max_new_tokens)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"nbkit {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(check.to_text())
+    return 0 if check.ok or args.no_check else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from nbkit.core.config import config_help
 
@@ -118,6 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("--keep", type=int, default=3, help="how many of the newest runs to keep (default 3)")
     cl.add_argument("--yes", action="store_true", help="really delete")
     cl.set_defaults(func=_clean)
+    for name, what in (("merge", "write the run's model with its LoRA adapter merged (a from_pretrained folder)"),
+                       ("export", "write the run's LoRA adapter (what peft.PeftModel.from_pretrained loads)")):
+        ex = sub.add_parser(name, help=f"{what}, reload it and check its answers")
+        ex.add_argument("run_dir")
+        ex.add_argument("out", help="the folder to write (refused if it holds something other than an export)")
+        ex.add_argument("--prompt", action="append", default=[], help="a prompt to check on (repeatable; "
+                        "default: the run's samples)")
+        ex.add_argument("--max-new-tokens", type=int, default=None)
+        ex.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
+        ex.add_argument("--no-check", action="store_true", help="write only, do not reload and compare")
+        ex.set_defaults(func=_export)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -62,12 +62,12 @@ def test_save_adapter_loads_in_peft_and_merge_gives_equal_logits(lora_run, llama
 
     tok = lora_run.tokenizer
     expected = logits(lora_run.model, tok)
-    adapter = lora_run.save_adapter(tmp_path / "adapter")
+    adapter = lora_run.save_adapter(tmp_path / "adapter").path
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 8
     base = AutoModelForCausalLM.from_pretrained(llama_dir)
     reloaded = PeftModel.from_pretrained(base, adapter)
     assert torch.allclose(logits(reloaded, tok), expected, atol=1e-4)
-    merged_dir = lora_run.merge(tmp_path / "merged")
+    merged_dir = lora_run.merge(tmp_path / "merged").path
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
     merged_tok = AutoTokenizer.from_pretrained(merged_dir)
     assert merged_tok.chat_template == tok.chat_template

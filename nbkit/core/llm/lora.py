@@ -141,9 +141,11 @@ def load_adapter_weights(model: Any, folder: str | os.PathLike) -> None:
         raise ValueError(f"adapter {folder} does not match this model: unexpected keys {unexpected[:5]}")
 
 
-def load_peft_model(folder: str | os.PathLike, base: str | None = None, *, trainable: bool = False):
+def load_peft_model(folder: str | os.PathLike, base: str | None = None, *, trainable: bool = False,
+                    dtype: str = "float32"):
     """(base + adapter, tokenizer) from an adapter folder. `base`: the base model's name (an nbkit
-    alias such as "smollm2", a hub id or a folder); default: the one the adapter config names."""
+    alias such as "smollm2", a hub id or a folder); default: the one the adapter config names.
+    `dtype`: the base model's (peft keeps the adapter of a 16-bit base in float32)."""
     import json
 
     from peft import PeftModel
@@ -155,7 +157,7 @@ def load_peft_model(folder: str | os.PathLike, base: str | None = None, *, train
     name = base or config.get("base_model_name_or_path")
     if not name:
         raise ValueError(f"{folder} does not name its base model: pass base='model name or folder'")
-    model, tokenizer = load_model(name, "causal-lm", device="cpu", dtype="float32")
+    model, tokenizer = load_model(name, "causal-lm", device="cpu", dtype=dtype)
     if (folder / "tokenizer_config.json").exists():
         from transformers import AutoTokenizer
 
@@ -175,4 +177,15 @@ def merge(model: Any, folder: str | os.PathLike, tokenizer: Any = None) -> Path:
     merged.save_pretrained(folder, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+        if getattr(merged, "generation_config", None) is not None:
+            # generate() stops at generation_config.eos_token_id only: without the chat template's
+            # end-of-turn token there, a plain transformers user's answers run on past the turn.
+            from .export import stop_ids
+
+            config = copy.deepcopy(merged.generation_config)
+            have = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+            ids = sorted({*[t for t in have if t is not None], *stop_ids(tokenizer)})
+            if ids:
+                config.eos_token_id = ids if len(ids) > 1 else ids[0]
+                config.save_pretrained(folder)
     return folder

@@ -175,6 +175,10 @@ def finetune(model: Any = None, data: Any = None, *, config: dict[str, Any] | st
     run = fit(net, train, eval_data, test=test, tokenizer=tokenizer,
               callbacks=callbacks, resume_from=resume_from, background=background, progress=progress,
               config_extra=extra, stop_file=stop_file, evaluators=evaluators, **train_opts)
+    if cfg.task == "causal-lm":  # what run.merge / run.save_adapter check the export on by default
+        from ..llm.export import eval_prompts
+
+        run.eval_prompts = eval_prompts(ds)
     if isinstance(cfg.model, tuple):
         net._nbkit_trained_by = run.name  # what the next run's note says
     return run

@@ -453,19 +453,25 @@ class Run:
         return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
                         temperature=temperature, batch_size=batch_size)
 
-    def save_adapter(self, folder: str | Path) -> Path:
+    def save_adapter(self, folder: str | Path, *, check: bool = True, prompts: Any = None,
+                     overwrite: bool = False, max_new_tokens: int | None = None):
         """Write the LoRA adapter (adapter_model.safetensors + adapter_config.json, what
-        peft.PeftModel.from_pretrained loads) and the tokenizer into `folder`."""
-        from ..llm.lora import save_adapter
+        peft.PeftModel.from_pretrained loads) and the tokenizer into `folder`, then prove it: reload
+        base + adapter, answer the sample prompts greedily and compare (nbkit.core.llm.export)."""
+        from ..llm.export import export
 
-        return save_adapter(self.model, folder, self.tokenizer)
+        return export(self, "adapter", folder, check=check, prompts=prompts, overwrite=overwrite,
+                      max_new_tokens=max_new_tokens)
 
-    def merge(self, folder: str | Path) -> Path:
-        """Write a from_pretrained folder with the LoRA adapter merged into the base weights,
-        tokenizer and chat template included. The run's model keeps its adapter."""
-        from ..llm.lora import merge
+    def merge(self, folder: str | Path, *, check: bool = True, prompts: Any = None, overwrite: bool = False,
+              max_new_tokens: int | None = None):
+        """Write a from_pretrained folder with the LoRA adapter merged into the base weights, tokenizer,
+        chat template and end-of-turn eos included, then prove it: reload it, answer the sample prompts
+        greedily and compare. The run's model keeps its adapter. Returns an ExportCheck (`.path`, `.ok`)."""
+        from ..llm.export import export
 
-        return merge(self.model, folder, self.tokenizer)
+        return export(self, "merged", folder, check=check, prompts=prompts, overwrite=overwrite,
+                      max_new_tokens=max_new_tokens)
 
     def chat_session(self, **options: Any) -> Any:
         """A `ChatSession` with the run's model: `.send(text)`, `.stream(text)`, `.stop()`, base vs tuned
