@@ -210,3 +210,17 @@ def test_evaluate_takes_chat_data_like_finetune(lora_run):
     assert got["perplexity"] == pytest.approx(torch.tensor(got["loss"]).exp().item())
     reopened = Run.load(lora_run.run_dir).evaluate(rows, metrics=["perplexity"])
     assert set(reopened) == {"loss", "perplexity"} and reopened["loss"] == pytest.approx(got["loss"], rel=1e-5)
+
+
+def test_evaluation_batches_of_a_large_vocabulary_stay_within_the_logits_budget():
+    from nbkit.core.llm.generate import LOGITS_BUDGET, logits_batch_size
+    from nbkit.testing import tiny_llama
+
+    model, _ = tiny_llama()  # a vocabulary of a few hundred words: batches unchanged
+    assert logits_batch_size(64, model, 128) == 64
+    model.config.vocab_size = 49152  # what the budget sees comes from the output layer, not the config
+    assert logits_batch_size(64, model, 128) == 64
+    big = torch.nn.Linear(4, 49152, bias=False)
+    model.set_output_embeddings(big)
+    assert logits_batch_size(64, model, 128) == LOGITS_BUDGET // (128 * 49152 * 4) == 10
+    assert logits_batch_size(64, model, 100_000) == 1

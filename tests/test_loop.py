@@ -178,3 +178,17 @@ def test_a_callback_stopping_at_step_k_stops_at_exactly_k(tmp_path):
         run = quick(tmp_path, f"k{k}", epochs=5, callbacks=[lambda e, r, k=k: r.stop() if e.kind == "step" and e.step == k else None])
         assert run.status == "stopped" and run.history["step"].max() == k
         assert run.last_checkpoint.name == f"step-{k:07d}"
+
+
+def test_eval_every_without_eval_data_trains_without_evaluating(tmp_path):
+    from nbkit.core.train import fit
+    from nbkit.core.train.events import EvalEnd
+    from nbkit.testing import random_texts, tiny_bert
+
+    model, tok = tiny_bert()
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(random_texts(16))]
+    import datasets
+
+    run = fit(model, datasets.Dataset.from_list(rows), None, tokenizer=tok, max_steps=4, batch_size=4,
+              eval_every=2, run_dir=tmp_path / "r", progress=False)
+    assert run.status == "finished" and not [e for e in run.events if isinstance(e, EvalEnd)]

@@ -74,6 +74,22 @@ def _eot_ids(tokenizer: Any) -> list[int]:
     return [tid] if isinstance(tid, int) and tid != tokenizer.unk_token_id else []
 
 
+LOGITS_BUDGET = 2**28  # bytes of float32 logits per evaluation batch (256 MB; the loss doubles it)
+
+
+def logits_batch_size(batch_size: int, model: Any, max_length: int) -> int:
+    """`batch_size`, lowered so one batch's logits (batch x tokens x vocabulary, float32) stay
+    within LOGITS_BUDGET: smollm2's 49k vocabulary makes 25 MB of logits per 128-token example,
+    and the loss's log-softmax as much again. Evaluation then fits where training fits."""
+    config = getattr(model, "config", None)
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    vocab = getattr(head, "out_features", None) or getattr(config, "vocab_size", None) or 0
+    if not vocab:
+        return batch_size
+    return max(1, min(batch_size, LOGITS_BUDGET // (max_length * vocab * 4)))
+
+
 def normalize(text: str) -> str:
     """Whitespace-normalized text: what exact_match compares."""
     return re.sub(r"\s+", " ", text).strip()

@@ -373,6 +373,8 @@ class Loop:
                 f"(lr={self.cfg.lr:g}), max_grad_norm, or fp32 precision", status="failed")
 
     def _evaluate(self) -> None:
+        if self.eval_loader is None:  # eval_every without eval data: nothing to evaluate on
+            return
         metrics = self._metrics(self.eval_loader)
         self.last_eval_step = self.step
         self.run.emit(EvalEnd(step=self.step, epoch=self.step / self.steps_per_epoch, metrics=metrics))
@@ -421,7 +423,12 @@ class Loop:
     def _eval_loader(self, data, common):
         if data is None:
             return None
-        loader, _ = make_loader(data, batch_size=self.cfg.batch_size * 2, shuffle=False,
+        size = self.cfg.batch_size * 2  # no gradients to keep: twice the training batch fits
+        if self.kind == "causal-lm":  # ... except that a causal LM's logits grow with its vocabulary
+            from ..llm.generate import logits_batch_size
+
+            size = logits_batch_size(size, self.model, self.cfg.max_length)
+        loader, _ = make_loader(data, batch_size=size, shuffle=False,
                                 group_by_length=None, **common)
         return loader
 

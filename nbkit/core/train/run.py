@@ -368,7 +368,7 @@ class Run:
         """`evaluate` for an LLM run: chat data (messages, prompt/completion, text, "reviews-json")
         masked as in training; loss and perplexity per trained token, exact match of greedy answers."""
         from ..llm.chat import load_chat_data
-        from ..llm.generate import ExactMatch
+        from ..llm.generate import ExactMatch, logits_batch_size
         from .batching import TokenizedDataset
 
         cfg = self.config
@@ -378,7 +378,9 @@ class Run:
         if name not in splits:
             raise ValueError(f"the data has no split {name!r}; it has {', '.join(splits)}")
         chosen = [m for m in (metrics or ["perplexity"]) if m != "exact_match"]
-        out = self.evaluate(TokenizedDataset(splits[name].columns), chosen, batch_size)
+        longest = max((len(x) for x in splits[name].columns["input_ids"]), default=1)
+        out = self.evaluate(TokenizedDataset(splits[name].columns), chosen,
+                            logits_batch_size(batch_size, self.model, longest))
         if "exact_match" in (metrics or []) and splits[name].format != "text":
             convs = splits[name].conversations
             em = ExactMatch(convs, self.tokenizer, n=len(convs), max_new_tokens=cfg.get("max_new_tokens"),
