@@ -37,10 +37,11 @@ import torch
 
 # Small-run mode (NBKIT_SMALL=1, set by the test suite): a few steps and answers only.
 SMALL = os.environ.get("NBKIT_SMALL") == "1"
-STEPS = 2 if SMALL else 30         # LoRA optimizer steps
+STEPS = 2 if SMALL else 30         # LoRA optimizer steps, each on 8 conversations
+ACCUM = 1 if SMALL else 4          # 4 batches of 2 make a step: the memory of 2, the step of 8
 EVAL_EVERY = 1 if SMALL else 10    # steps between evaluations (each one shows new answers)
-N_EVAL = 4 if SMALL else 24        # reviews held out of training for the evaluations
-N_TEST = 4 if SMALL else 64        # held-out test reviews scored at the end
+N_EVAL = 4 if SMALL else 16        # reviews held out of training for the evaluations
+N_TEST = 4 if SMALL else 32        # held-out test reviews scored at the end
 if SMALL:
     torch.set_num_threads(1)"""),
     ("md", """\
@@ -105,7 +106,8 @@ max_length: 128"""),
 ## 4. Fine-tune with LoRA, and watch it answer
 
 LoRA freezes the 135M weights and trains small low-rank matrices beside every linear layer (about
-3.5% as many parameters). The dashboard shows the loss; below it, the **answers panel**: at the
+3.5% as many parameters). Batches of 2 conversations, 4 of them per optimizer step (`grad_accum`):
+on a CPU most of the memory goes to activations, which grow with the batch, not with the step. The dashboard shows the loss; below it, the **answers panel**: at the
 start the base model answers three held-out prompts, and after every evaluation the tuned model
 answers them again, next to the reference. The step selector walks back through the history.
 (`samples:` picks other prompts.) When the run ends, the panel stays in the notebook as plain HTML."""),
@@ -116,7 +118,8 @@ data: reviews-json
 lora: {r: 16, alpha: 32, dropout: 0.05}
 lr: 1e-3
 warmup: 5
-batch_size: 8
+batch_size: 2
+grad_accum: $ACCUM
 max_steps: $STEPS
 max_length: 128
 eval_split: $N_EVAL
@@ -149,12 +152,17 @@ print(f"loss on their answers: base {base['loss']:.3f}, tuned {tuned['loss']:.3f
 conversation goes through the chat template turn by turn, and a switch talks to the base model
 instead. Temperature 0 decodes greedily. Try a review of your own."""),
     ("code", """\
-chat = run.chat(system=task["train"][0]["messages"][0]["content"])
-chat"""),
+SYSTEM = task["train"][0]["messages"][0]["content"]  # the task's instruction, as a system turn
+run.chat(system=SYSTEM)"""),
     ("md", """\
-The same from code, without the widget (what the chat box calls):"""),
+The same from code, without the widget: `run.chat_session()` is what the chat box talks to
+(`.send(text)` returns the answer, `.stream(text)` yields it piece by piece, `.tuned = False`
+switches to the base model)."""),
     ("code", """\
-chat.send("The waiter was rude and the soup was cold.")"""),
+session = run.chat_session(system=SYSTEM)
+print(session.send("The waiter was rude and the soup was cold."))
+session.tuned = False
+print(session.send("The waiter was rude and the soup was cold."))"""),
     ("md", """\
 ## 7. Attention of the tuned model
 

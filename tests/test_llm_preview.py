@@ -129,6 +129,12 @@ def test_a_dry_run_leaves_a_passed_model_and_tokenizer_unchanged(cwd):
                              dry_run=True, eval_split=0)
     assert preview.examples[0].trained_text.endswith("<|im_end|>")
     assert [n for n, _ in model.named_parameters()] == names and tok.chat_template is None
+    # it previews a weightless twin: the same counts as a real run, no copy of the weights, the real device
+    assert preview.summary.device == "cpu"
+    lora = nbkit.finetune((model, tok), ROWS, task="causal-lm", lora=True, chat_template="chatml",
+                          eval_split=0, max_steps=1, progress=False, run_dir="r")
+    start = next(e for e in lora.events if type(e).__name__ == "RunStart")
+    assert (preview.trainable_params, preview.total_params) == (start.trainable_params, start.total_params)
 
 
 def test_chatml_on_a_tokenizer_without_its_tokens_grows_the_embeddings(cwd, tmp_path):

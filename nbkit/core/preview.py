@@ -9,6 +9,7 @@ Built by the same `prepare` that `finetune` uses, so what it shows is what train
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import statistics
 from dataclasses import dataclass, field
@@ -212,24 +213,46 @@ def _llm_examples(split: Any, tokenizer: Any) -> list[PreviewExample]:
     return out
 
 
+def _weightless_twin(model: Any) -> Any:
+    """A Hugging Face model's architecture without its weights (meta tensors), or a deep copy of a
+    model that cannot be rebuilt from its config."""
+    import copy
+
+    import torch
+
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "from_config") and not hasattr(type(model), "_from_config"):
+        return copy.deepcopy(model)
+    with torch.device("meta"):
+        twin = type(model)._from_config(copy.deepcopy(config))
+    return twin
+
+
 def preview_finetune(cfg: Any) -> Preview:
     """Load the data and model of a resolved `FinetuneConfig` and describe them (nothing is written)."""
     from .llm.lora import trainable_params
     from .models import capped_max_length, model_summary
     from .train.finetune import prepare
 
+    device = None
     if isinstance(cfg.model, tuple) and cfg.task == "causal-lm":
-        # LoRA and a chat template would change the caller's model and tokenizer: a dry run changes nothing.
+        # LoRA and a chat template would change the caller's model and tokenizer: a dry run changes
+        # nothing. It works on a copy of the tokenizer and a weightless twin of the model (same
+        # modules and shapes on the meta device), so previewing a 135M model costs no memory.
         import copy
-        import dataclasses
 
-        cfg = dataclasses.replace(cfg, model=tuple(copy.deepcopy(x) for x in cfg.model))
+        model, tokenizer = cfg.model
+        device = str(next(model.parameters()).device)  # where it trains: the twin's are on "meta"
+        cfg = dataclasses.replace(cfg, model=(_weightless_twin(model), copy.deepcopy(tokenizer)))
     data, model, tokenizer = prepare(cfg)
     trainable, total = trainable_params(model)
     # What fit will do: never more tokens than the model has positions for. The config block stays
     # as resolved (the same in the magic, Python and the CLI); a note says what changes.
     max_length, note = capped_max_length(cfg.max_length, model, tokenizer)
-    common = dict(config=printable_config(cfg), summary=model_summary(model),
+    summary = model_summary(model)
+    if device is not None:
+        summary = dataclasses.replace(summary, device=device)
+    common = dict(config=printable_config(cfg), summary=summary,
                   splits={name: len(split) for name, split in data.items()},
                   trainable_params=trainable, total_params=total, notes=[note] if note else [],
                   max_length=max_length)
