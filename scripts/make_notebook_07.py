@@ -37,11 +37,11 @@ import torch
 
 # Small-run mode (NBKIT_SMALL=1, set by the test suite): a few steps and answers only.
 SMALL = os.environ.get("NBKIT_SMALL") == "1"
-STEPS = 2 if SMALL else 30         # LoRA optimizer steps, each on 8 conversations
+STEPS = 2 if SMALL else 20         # LoRA optimizer steps, each on 8 conversations
 ACCUM = 1 if SMALL else 4          # 4 batches of 2 make a step: the memory of 2, the step of 8
 EVAL_EVERY = 1 if SMALL else 10    # steps between evaluations (each one shows new answers)
-N_EVAL = 4 if SMALL else 16        # reviews held out of training for the evaluations
-N_TEST = 4 if SMALL else 32        # held-out test reviews scored at the end
+N_EVAL = 4 if SMALL else 8         # reviews held out of training for the evaluations
+N_TEST = 4 if SMALL else 24        # held-out test reviews scored at the end
 if SMALL:
     torch.set_num_threads(1)"""),
     ("md", """\
@@ -116,8 +116,8 @@ answers them again, next to the reference. The step selector walks back through 
 model: $llm
 data: reviews-json
 lora: {r: 16, alpha: 32, dropout: 0.05}
-lr: 1e-3
-warmup: 5
+lr: 2e-3
+warmup: 4
 batch_size: 2
 grad_accum: $ACCUM
 max_steps: $STEPS

@@ -74,7 +74,7 @@ def _eot_ids(tokenizer: Any) -> list[int]:
     return [tid] if isinstance(tid, int) and tid != tokenizer.unk_token_id else []
 
 
-LOGITS_BUDGET = 2**28  # bytes of float32 logits per evaluation batch (256 MB; the loss doubles it)
+LOGITS_BUDGET = 2**26  # bytes of float32 logits per evaluation batch (64 MB; the loss doubles it)
 
 
 def logits_batch_size(batch_size: int, model: Any, max_length: int) -> int:
