@@ -380,6 +380,11 @@ def _bad_value(f: dataclasses.Field) -> st.SearchStrategy:
     if f.name in ("model", "data"):  # from YAML: a name or a path (data may also be inline rows)
         return st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(),
                          *([lists] if f.name == "model" else []))
+    if f.name == "lora":  # true, false or a mapping: anything else
+        return st.one_of(st.integers(), words, lists)
+    if f.name == "samples":  # a count >= 0 or prompts (0 and [] turn it off: both valid)
+        return st.one_of(st.integers(max_value=-1), st.floats(allow_nan=False),
+                         st.lists(st.integers(), min_size=1, max_size=2))
     if kind is int:
         low = meta["min"] if meta["min"] is not None else 0
         return st.one_of(st.integers(max_value=low - 1), st.floats(allow_nan=False), st.booleans(),

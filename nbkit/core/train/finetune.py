@@ -40,7 +40,7 @@ def resolve_config(config: dict[str, Any] | None = None, **options: Any) -> Fine
             options = {**options, "task": "causal-lm"}
     cfg = build_config(FinetuneConfig, config, **options)
     if cfg.samples not in (None, False, 0, []) and cfg.task != "causal-lm":
-        raise ConfigError(f"samples: are prompts an LLM answers (task: causal-lm), not {cfg.task!r}")
+        raise ConfigError(f"'samples' are prompts an LLM answers (task: causal-lm), not {cfg.task!r}")
     return cfg
 
 
