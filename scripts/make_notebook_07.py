@@ -156,13 +156,15 @@ SYSTEM = task["train"][0]["messages"][0]["content"]  # the task's instruction, a
 run.chat(system=SYSTEM)"""),
     ("md", """\
 The same from code, without the widget: `run.chat_session()` is what the chat box talks to
-(`.send(text)` returns the answer, `.stream(text)` yields it piece by piece, `.tuned = False`
-switches to the base model)."""),
+(`.send(text)` returns the answer, `.stream(text)` yields it piece by piece, `.clear()` starts a new
+conversation, `.tuned = False` switches to the base model)."""),
     ("code", """\
+review = "The waiter was rude and the soup was cold."
 session = run.chat_session(system=SYSTEM)
-print(session.send("The waiter was rude and the soup was cold."))
+print("tuned:", session.send(review))
+session.clear()  # a new conversation: the base model should not see the tuned model's answer
 session.tuned = False
-print(session.send("The waiter was rude and the soup was cold."))"""),
+print("base: ", session.send(review))"""),
     ("md", """\
 ## 7. Attention of the tuned model
 

@@ -357,8 +357,12 @@ def _reload(kind: str, folder: Path, run: Any, model: Any) -> tuple[Any, Any]:
 
     from peft import PeftModel
 
+    from .lora import quiet_peft
+
     bare = copy.deepcopy(model).unload()
-    return _match_dtypes(PeftModel.from_pretrained(bare, folder), model).eval(), AutoTokenizer.from_pretrained(folder)
+    with quiet_peft():
+        reloaded = PeftModel.from_pretrained(bare, folder)
+    return _match_dtypes(reloaded, model).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def check_export(row: ExportRow, run: Any, model: Any, tokenizer: Any, prompts: list[Any],

@@ -9,7 +9,9 @@ so they weigh megabytes, not the base model. These small functions are what the 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +104,18 @@ def apply_lora(model: Any, options: dict[str, Any] | None, *, gradient_checkpoin
                         target_modules=options["target_modules"], task_type="CAUSAL_LM")
     if gradient_checkpointing:
         model.enable_input_require_grads()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_peft():
         torch.manual_seed(seed)
         return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """peft 0.21 calls transformers' deprecated `is_gradient_checkpointing` while wrapping a model:
+    a FutureWarning on every wrap that says nothing to a user of nbkit (or of peft). Silence only it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def trainable_params(model: Any) -> tuple[int, int]:
@@ -162,7 +173,8 @@ def load_peft_model(folder: str | os.PathLike, base: str | None = None, *, train
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = PeftModel.from_pretrained(model, folder, is_trainable=trainable)
+    with quiet_peft():
+        model = PeftModel.from_pretrained(model, folder, is_trainable=trainable)
     return model.eval(), tokenizer
 
 
