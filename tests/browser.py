@@ -248,6 +248,9 @@ class NotebookPage:
             lines += self.error_outputs()
             for i, cell in enumerate(self.page.evaluate(_JS_CELL_TEXTS)):
                 lines.append(f"cell {i} output: {cell[-400:]!r}")
+            for i, cell in enumerate(self.notebook_json()["cells"]):  # the model, rendered or not
+                kinds = [sorted(o.get("data", {})) or o.get("output_type") for o in cell.get("outputs", [])]
+                lines.append(f"cell {i} outputs in the model: {kinds}")
         except Exception as exc:  # the page itself may be gone
             lines.append(f"(no diagnosis: {exc})")
         return "\n".join(lines)

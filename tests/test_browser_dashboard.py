@@ -117,7 +117,7 @@ def test_dashboard_busy_kernel_stop_save_and_reopen(tmp_path: Path) -> None:
         nb.wait_for("() => document.querySelector('.nbkit-dashboard')?.dataset.live === 'true'", 20)
         nb.screenshot("3_background_running", page.locator(".jp-Cell").nth(2))
         page.locator(".nbkit-dashboard").first.locator(".nbkit-btn").first.click()  # Stop
-        nb.wait_for("() => document.querySelectorAll('.nbkit-summary').length >= 2", 60)
+        nb.wait_for("() => document.querySelectorAll('.nbkit-summary').length >= 2", 120)
         nb.wait_until_done(60)
         results = page.evaluate(JS_RESULTS)
         assert [r.split()[:2] for r in results] == [["blocking-run", "stopped"], ["background-run", "stopped"]]

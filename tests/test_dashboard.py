@@ -268,7 +268,8 @@ def test_the_result_replaces_the_live_widget(comm_log, tmp_path):
     kinds = [sorted(o.data) for o in cap.outputs]
     assert kinds[0] == ["application/vnd.jupyter.widget-view+json", "text/plain"]
     assert kinds[1] == ["text/plain"] and cap.outputs[1].data["text/plain"] == ""
-    chart, summary = cap.outputs[-2].data, cap.outputs[-1].data
+    # the last two updates: the summary, then the chart that replaces the widget
+    summary, chart = cap.outputs[-2].data, cap.outputs[-1].data
     assert sorted(chart) == ["application/vnd.plotly.v1+json", "image/png", "text/plain"]
     assert chart["text/plain"] == "nbkit training chart: tiny (finished, 8 steps)"
     png = base64.b64decode(chart["image/png"])

@@ -436,10 +436,12 @@ class Dashboard:
         chart = self.chart_bundle(run)
         summary = self.summary_bundle(run)
         self.result = {"chart": chart, "summary": summary}
+        # The summary first: it is small HTML, while the chart's update replaces the live widget with
+        # plotly's renderer; a front end busy with that one must not hold up (or drop) the other.
+        self._summary_handle.update(summary, raw=True)
         if not self.keep_chart:
             self._chart_handle.update(chart or {"text/plain": f"nbkit: {self.name} {self.status}, no steps logged"},
                                       raw=True)
-        self._summary_handle.update(summary, raw=True)
         return True
 
 
