@@ -54,10 +54,9 @@ function nbkDecode(meta, buffers) {
   return out;
 }
 
-/** White -> blue sequential colour map, 256 RGBA entries, for uint8 codes. */
-const NBK_LUT = (() => {
+/** A 256-entry RGBA colour map through three colours (code 0 -> lo, 128 -> mid, 255 -> hi). */
+function nbkLut(lo, mid, hi) {
   const lut = new Uint8ClampedArray(256 * 4);
-  const lo = [255, 255, 255], mid = [107, 174, 214], hi = [8, 48, 107];
   for (let c = 0; c < 256; c++) {
     const x = c / 255;
     const [a, b, f] = x < 0.5 ? [lo, mid, x * 2] : [mid, hi, (x - 0.5) * 2];
@@ -65,20 +64,12 @@ const NBK_LUT = (() => {
     lut[c * 4 + 3] = 255;
   }
   return lut;
-})();
+}
 
+/** White -> blue sequential colour map, for uint8 codes. */
+const NBK_LUT = nbkLut([255, 255, 255], [107, 174, 214], [8, 48, 107]);
 /** Blue -> white -> red diverging colour map for signed codes (0 = -max, ~128 = 0, 255 = +max). */
-const NBK_LUT_DIV = (() => {
-  const lut = new Uint8ClampedArray(256 * 4);
-  const lo = [33, 102, 172], mid = [247, 247, 247], hi = [178, 24, 43];
-  for (let c = 0; c < 256; c++) {
-    const x = c / 255;
-    const [a, b, f] = x < 0.5 ? [lo, mid, x * 2] : [mid, hi, (x - 0.5) * 2];
-    for (let k = 0; k < 3; k++) lut[c * 4 + k] = a[k] + (b[k] - a[k]) * f;
-    lut[c * 4 + 3] = 255;
-  }
-  return lut;
-})();
+const NBK_LUT_DIV = nbkLut([33, 102, 172], [247, 247, 247], [178, 24, 43]);
 const NBK_MASKED = [230, 230, 230, 255]; // the causal mask's future cells (no weight, not weight 0)
 
 /** The value a uint8 code stands for: c / 255 * scale, or (c / 255 * 2 - 1) * scale when signed. */
