@@ -353,12 +353,15 @@ JS_CHART_POINTS = """(i) => {
 
 
 def watch_chart_grow(page: Any, index: int = -1, *, samples: int = 40, every: float = 0.25,
-                     until: str | None = None, on_growth: Any = None) -> list[int]:
-    """Point counts of one live chart sampled over time; stops early once the JS `until` is true.
-    `on_growth()` is called once, when the count has changed three times (e.g. for a screenshot)."""
+                     until: str | None = None, on_growth: Any = None, enough: int | None = None) -> list[int]:
+    """Point counts of one live chart sampled over time; stops early once the JS `until` is true,
+    or once the count took `enough` distinct values. `on_growth()` is called once, when the count
+    has changed three times (e.g. for a screenshot)."""
     counts: list[int] = []
     for _ in range(samples):
         counts.append(page.evaluate(JS_CHART_POINTS, index))
+        if enough is not None and len({c for c in counts if c > 0}) >= enough:
+            break
         if on_growth is not None and len({c for c in counts if c > 0}) >= 3:
             on_growth()
             on_growth = None

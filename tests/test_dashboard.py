@@ -308,3 +308,16 @@ def test_phase_shows_what_happens_after_the_last_step(comm_log):
     d(TrainEnd(step=10, status="finished", doing="testing and saving"), run)
     assert d.view.status == "testing and saving\u2026"
     assert "ETA" not in d.view.progress["text"]
+
+
+def test_a_slow_kernel_spaces_redraws_out_but_never_beyond_max_gap(comm_log, monkeypatch):
+    import time
+
+    from nbkit.notebook.widgets import dashboard as mod
+
+    d = mod.Dashboard(min_interval=0.5)
+    run = FakeRun()
+    start(d, run, 100)
+    monkeypatch.setattr(d, "_update_text", lambda: time.sleep(0.1))  # 100 ms: 1% would be every 10 s
+    d.flush()
+    assert d._gap == mod.MAX_GAP == 2.0

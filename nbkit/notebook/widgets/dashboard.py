@@ -47,7 +47,8 @@ EVAL_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 # A front end that cannot deliver widget messages to a busy kernel never answers; after this long
 # the controls say so instead of offering buttons that do nothing.
 LIVE_TIMEOUT_S = 4.0
-BUDGET = 0.01  # at most this fraction of the kernel's time goes to redrawing the live view
+BUDGET = 0.01  # at most this fraction of the kernel's time goes to redrawing the live view ...
+MAX_GAP = 2.0  # ... but a busy machine still sees it move: at least one redraw every 2 seconds
 HINT_BLOCKED = ("Buttons can't reach the kernel while this cell runs here: use the stop square \u25a0 "
                 "(Kernel \u2192 Interrupt; it stops at a step boundary) or fit(..., background=True).")
 
@@ -322,7 +323,8 @@ class Dashboard:
 
         A redraw costs a few milliseconds of kernel time (most of it the kernel's own message
         signing and sending); redraws are spaced so they take at most ~1% of the time
-        (`BUDGET`), whatever the machine's load: every `min_interval` seconds, or less often."""
+        (`BUDGET`): every `min_interval` seconds, or less often on a slow kernel, but at least
+        every `MAX_GAP` seconds, so a person on a loaded machine still sees the run move."""
         t0 = time.monotonic()
         self.updates += 1
         v = self.view
@@ -335,7 +337,7 @@ class Dashboard:
             self.t_first_chart = now
         self._t_flush = now
         if self.min_interval > 0:  # 0: every step (tests, benchmarks of a single update)
-            self._gap = max(self.min_interval, (now - t0) / BUDGET)
+            self._gap = min(max(self.min_interval, (now - t0) / BUDGET), max(MAX_GAP, self.min_interval))
 
     def progress_text(self) -> str:
         start, last = self.start, self.last
