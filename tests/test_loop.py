@@ -192,3 +192,29 @@ def test_eval_every_without_eval_data_trains_without_evaluating(tmp_path):
     run = fit(model, datasets.Dataset.from_list(rows), None, tokenizer=tok, max_steps=4, batch_size=4,
               eval_every=2, run_dir=tmp_path / "r", progress=False)
     assert run.status == "finished" and not [e for e in run.events if isinstance(e, EvalEnd)]
+
+
+def test_a_background_run_makes_its_display_in_the_callers_thread(tmp_path):
+    """A notebook takes a cell's outputs only while the cell runs: the dashboard of a background run
+    is made (and shown) before fit returns, not later from the training thread."""
+    import threading
+
+    import datasets
+
+    from nbkit.core.train import fit
+    from nbkit.core.train.events import RunEnd
+    from nbkit.testing import random_texts, tiny_bert
+
+    made, seen = [], []
+
+    def factory():
+        made.append(threading.current_thread())
+        return lambda event, run: seen.append(type(event))
+
+    model, tok = tiny_bert()
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(random_texts(16))]
+    run = fit(model, datasets.Dataset.from_list(rows), None, tokenizer=tok, max_steps=3, batch_size=4,
+              run_dir=tmp_path / "r", progress=factory, background=True)
+    assert made == [threading.current_thread()]  # before fit returned, in this thread
+    run.wait()
+    assert seen[-1] is RunEnd and len(made) == 1

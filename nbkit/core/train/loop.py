@@ -103,6 +103,10 @@ def fit(model: torch.nn.Module, train: Any, eval: Any = None, *, tokenizer: Any 
                 progress=progress, config_extra=config_extra or {}, stop_file=stop_file,
                 evaluators=evaluators)
     if background:
+        if callable(loop.progress):
+            # A display made from the training thread can arrive after this cell has ended, when
+            # the front end no longer takes outputs for it: show it here, in the caller's thread.
+            loop.progress_observer = loop.progress()
         loop.run.start_in_background(loop.train)
     else:
         loop.train()
@@ -193,6 +197,7 @@ class Loop:
             self.observers.append(EarlyStopping(cfg.early_stopping, cfg.best_metric,
                                                 lower_is_better=lower_is_better(cfg.best_metric, self.metric_specs)))
         self.progress = progress
+        self.progress_observer = None  # made early by fit(background=True), else in _setup
         self.observers.extend(callbacks)
 
     # -- the algorithm ------------------------------------------------------------------------------
@@ -281,7 +286,8 @@ class Loop:
         if not acc.is_main_process:  # one process logs, draws and writes: rank 0; all take part in saving
             observers = [o for o in observers if getattr(o, "all_processes", False)]
         elif self.progress:
-            observers = [*observers, self.progress() if callable(self.progress) else ProgressBar()]
+            shown = self.progress_observer or (self.progress() if callable(self.progress) else ProgressBar())
+            observers = [*observers, shown]
         for observer in observers:
             run.add_observer(observer)
         optimizer = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay)
