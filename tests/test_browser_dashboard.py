@@ -111,7 +111,9 @@ def test_dashboard_busy_kernel_stop_save_and_reopen(tmp_path: Path) -> None:
         nb.screenshot("2_blocking_stopped", page.locator(".jp-Cell").nth(1))
 
         # -- 2. background run: its Stop button works while it trains
-        nb.wait_for("() => document.querySelectorAll('.nbkit-dashboard').length >= 1", 120)
+        # the background cell's own dashboard, once the blocking one has been replaced by its result
+        nb.wait_for("() => document.querySelectorAll('.nbkit-dashboard').length === 1 && "
+                    "document.querySelectorAll('.jp-Cell')[2].querySelector('.nbkit-dashboard') !== null", 120)
         # a loaded machine spaces redraws out (up to MAX_GAP seconds): watch up to 30 s for 3 of them
         counts = watch_chart_grow(page, 0, samples=60, every=0.5, enough=4)
         assert grew(counts), f"the background chart should gain points: {counts}"
